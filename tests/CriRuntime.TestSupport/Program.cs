@@ -1,1 +1,90 @@
-return 0;
+using CriRuntime.TestSupport;
+
+// Small CLI over the test-support library, used by hack/test-images.sh.
+const string Usage = """
+    Usage: CriRuntime.TestSupport <command> [options]
+
+    Commands:
+      push-test-images --registry HOST:PORT [--username U --password P] [--large-mib N]
+          Builds the standard test images from Debian's busybox-static and pushes them over plain HTTP:
+            busybox:latest  busybox:1.35  busybox:nonroot  busybox:docker  library/busybox:latest
+            multilayer:latest  multiarch:latest (OCI index)  multiarch:docker (Docker manifest list)
+            malicious:dotdot  malicious:hardlink-out  malicious:symlink-write-through  malicious:absolute-climb
+            large:latest (only with --large-mib N > 0)
+          Prints one line per pushed reference: REFERENCE<TAB>DIGEST<TAB>MEDIATYPE.
+      help, --help, -h
+          This text.
+    """;
+
+if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+{
+    Console.WriteLine(Usage);
+    return args.Length == 0 ? 2 : 0;
+}
+
+try
+{
+    switch (args[0])
+    {
+        case "push-test-images":
+            return await PushTestImages(args[1..]);
+        default:
+            Console.Error.WriteLine($"error: unknown command '{args[0]}'\n");
+            Console.Error.WriteLine(Usage);
+            return 2;
+    }
+}
+catch (UsageException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}\n");
+    Console.Error.WriteLine(Usage);
+    return 2;
+}
+catch (Exception e) when (e is InvalidOperationException or RegistryPushException or HttpRequestException or IOException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 1;
+}
+
+static async Task<int> PushTestImages(string[] args)
+{
+    string? registry = null, username = null, password = null;
+    var largeMiB = 0;
+    for (var i = 0; i < args.Length; i++)
+    {
+        string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"{args[i]} needs a value");
+        switch (args[i])
+        {
+            case "--registry": registry = Value(); break;
+            case "--username": username = Value(); break;
+            case "--password": password = Value(); break;
+            case "--large-mib":
+                if (!int.TryParse(Value(), out largeMiB) || largeMiB < 0) throw new UsageException("--large-mib needs a number >= 0");
+                break;
+            case "--help" or "-h":
+                Console.WriteLine(Usage);
+                return 0;
+            default: throw new UsageException($"unknown option '{args[i]}'");
+        }
+    }
+    if (registry is null) throw new UsageException("--registry HOST:PORT is required");
+    if ((username is null) != (password is null)) throw new UsageException("give both --username and --password, or neither");
+    var credentials = username is null ? null : new RegistryCredentials(username, password!);
+
+    using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+    IReadOnlyList<PushResult> results;
+    try
+    {
+        results = await RegistryPusher.PushStandardTestImagesAsync(registry, credentials, largeMiB, cts.Token);
+    }
+    catch (HttpRequestException e)
+    {
+        throw new InvalidOperationException($"cannot reach registry {registry}: {e.Message}", e);
+    }
+    foreach (var r in results)
+        Console.WriteLine($"{r.Reference}\t{r.Digest}\t{r.MediaType}");
+    Console.Error.WriteLine($"pushed {results.Count} references to {registry}");
+    return 0;
+}
+
+sealed class UsageException(string message) : Exception(message);
