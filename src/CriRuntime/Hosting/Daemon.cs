@@ -1,0 +1,131 @@
+using System.Net;
+using CriRuntime.Config;
+using CriRuntime.Images;
+using CriRuntime.Images.Distribution;
+using CriRuntime.Network;
+using CriRuntime.Server;
+using CriRuntime.Storage;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Hosting.Systemd;
+using Prometheus;
+
+namespace CriRuntime.Hosting;
+
+/// <summary>Builds and runs the daemon: the stores, the gRPC services on the unix socket, and /metrics.</summary>
+internal static class Daemon
+{
+    public static async Task RunAsync(CriRuntimeConfig config, string configPath)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        ConfigureLogging(builder.Logging, config);
+        builder.Host.UseSystemd();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+
+        Directory.CreateDirectory(config.Root);
+        Directory.CreateDirectory(config.State);
+        AddCoreServices(builder.Services, config);
+
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<ErrorInterceptor>();
+            o.MaxReceiveMessageSize = 16 * 1024 * 1024;
+            o.MaxSendMessageSize = 16 * 1024 * 1024;
+        });
+
+        ulong socketHandle = UnixSocketListener.Bind(config.Socket);
+        IPEndPoint? metricsEndpoint = string.IsNullOrEmpty(config.Metrics.Address) ? null : ParseEndpoint(config.Metrics.Address, "metrics.address");
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // Kestrel takes over the listening socket we bound (and set the mode of) ourselves.
+            kestrel.ListenHandle(socketHandle, listen => listen.Protocols = HttpProtocols.Http2);
+            if (metricsEndpoint is not null)
+                kestrel.Listen(metricsEndpoint, listen => listen.Protocols = HttpProtocols.Http1);
+        });
+
+        var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("criruntime");
+        logger.LogInformation("Starting {Name} {Version} with config {Config}, root {Root}, state {State}",
+            DaemonInfo.Name, DaemonInfo.Version, File.Exists(configPath) ? configPath : "(defaults)", config.Root, config.State);
+
+        try
+        {
+            // Recover before serving: the first List a kubelet sends must already be right.
+            await app.Services.GetRequiredService<ImageManager>().InitializeAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            UnixSocketListener.Remove(config.Socket);
+            throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
+        }
+
+        app.MapGrpcService<CriRuntimeService>();
+        app.MapGrpcService<CriImageService>();
+        if (metricsEndpoint is not null)
+        {
+            DaemonMetrics.Register(app.Services);
+            app.MapMetrics();
+        }
+
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
+            string metrics = addresses?.FirstOrDefault(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.StartsWith("http://unix:", StringComparison.Ordinal)) is { } m ? $"{m}/metrics" : "off";
+            logger.LogInformation("Serving CRI on unix://{Socket}; metrics {Metrics}", config.Socket, metrics);
+        });
+
+        try
+        {
+            await app.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            UnixSocketListener.Remove(config.Socket);
+            logger.LogInformation("Stopped; containers keep running");
+        }
+    }
+
+    private static void AddCoreServices(IServiceCollection services, CriRuntimeConfig config)
+    {
+        services.AddSingleton(config);
+        services.AddSingleton(sp => new ImageStore(Path.Combine(config.Root, "images"), sp.GetRequiredService<ILogger<ImageStore>>()));
+        services.AddSingleton(sp => new LayerStore(Path.Combine(config.Root, "overlay"), sp.GetRequiredService<ILogger<LayerStore>>()));
+        services.AddSingleton(_ => new BlobStore(Path.Combine(config.Root, "blobs")));
+        services.AddSingleton(_ => new RegistryHosts(config.Registry.ConfigPath));
+        services.AddSingleton(sp => new RegistryClient(sp.GetRequiredService<RegistryHosts>(), sp.GetRequiredService<ILogger<RegistryClient>>(),
+            TimeSpan.FromSeconds(config.Registry.RequestTimeoutSeconds)));
+        services.AddSingleton<ImageManager>();
+        services.AddSingleton(_ => new CniConfigProbe(config.Cni.ConfDir));
+    }
+
+    private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)
+    {
+        logging.ClearProviders();
+        // Under systemd, UseSystemd switches this console logger to journald's format.
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+        });
+        logging.SetMinimumLevel(config.LogLevel switch
+        {
+            "trace" => LogLevel.Trace,
+            "debug" => LogLevel.Debug,
+            "warning" => LogLevel.Warning,
+            "error" => LogLevel.Error,
+            _ => LogLevel.Information,
+        });
+        // The web stack's per-request chatter is noise for a node daemon.
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Grpc.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+    }
+
+    private static IPEndPoint ParseEndpoint(string address, string key) =>
+        IPEndPoint.TryParse(address, out var endpoint)
+            ? endpoint
+            : throw new StartupException($"{key} '{address}' is not an IP address and port such as 127.0.0.1:9464");
+}

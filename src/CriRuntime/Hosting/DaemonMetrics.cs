@@ -1,0 +1,40 @@
+using CriRuntime.Images;
+using Grpc.Core;
+using Prometheus;
+
+namespace CriRuntime.Hosting;
+
+/// <summary>What /metrics exposes beyond the process and .NET runtime metrics prometheus-net adds.</summary>
+internal static class DaemonMetrics
+{
+    private static readonly Counter Calls = Metrics.CreateCounter("criruntime_grpc_requests_total",
+        "CRI gRPC calls served, by method and status code.", "method", "code");
+
+    private static readonly Histogram CallSeconds = Metrics.CreateHistogram("criruntime_grpc_request_duration_seconds",
+        "Time to serve a CRI gRPC call, by method.", new HistogramConfiguration
+        {
+            LabelNames = ["method"],
+            Buckets = Histogram.ExponentialBuckets(0.0005, 4, 10),
+        });
+
+    private static readonly Gauge Images = Metrics.CreateGauge("criruntime_images", "Images on the node.");
+    private static readonly Gauge ImageBytes = Metrics.CreateGauge("criruntime_image_store_bytes", "Bytes used by image layers and blobs.");
+
+    public static void ObserveCall(string fullMethod, StatusCode code, TimeSpan elapsed)
+    {
+        // "/runtime.v1.ImageService/PullImage" -> "PullImage": the method names are unique across both services.
+        string method = fullMethod[(fullMethod.LastIndexOf('/') + 1)..];
+        Calls.WithLabels(method, code.ToString()).Inc();
+        CallSeconds.WithLabels(method).Observe(elapsed.TotalSeconds);
+    }
+
+    public static void Register(IServiceProvider services)
+    {
+        var images = services.GetRequiredService<ImageManager>();
+        Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
+        {
+            Images.Set(images.List().Count);
+            ImageBytes.Set(images.GetUsage().UsedBytes);
+        });
+    }
+}

@@ -1,0 +1,40 @@
+using System.Text.Json;
+using Grpc.Core;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+internal sealed partial class CriRuntimeService
+{
+    public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
+    {
+        var (networkConfig, problem) = cni.Probe();
+        var status = new RuntimeStatus();
+        status.Conditions.Add(new RuntimeCondition { Type = "RuntimeReady", Status = true });
+        status.Conditions.Add(networkConfig is not null
+            ? new RuntimeCondition { Type = "NetworkReady", Status = true }
+            : new RuntimeCondition { Type = "NetworkReady", Status = false, Reason = "NetworkPluginNotReady", Message = $"Network plugin returns error: {problem}" });
+
+        var response = new StatusResponse { Status = status };
+        // The empty name stands for the default handler, as the API comments define it.
+        response.RuntimeHandlers.Add(new RuntimeHandler { Name = "", Features = new RuntimeHandlerFeatures() });
+        foreach (var name in config.Runtime.Handlers.Keys.Order(StringComparer.Ordinal))
+            response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures() });
+        if (request.Verbose)
+        {
+            response.Info["config"] = JsonSerializer.Serialize(new
+            {
+                socket = config.Socket,
+                root = config.Root,
+                state = config.State,
+                registryConfigPath = config.Registry.ConfigPath,
+                defaultPlatform = config.Registry.DefaultPlatform,
+                cniConfDir = config.Cni.ConfDir,
+                cniBinDirs = config.Cni.BinDirs,
+                cniConfig = networkConfig,
+                defaultRuntimeHandler = config.Runtime.DefaultHandler,
+            });
+        }
+        return Task.FromResult(response);
+    }
+}
