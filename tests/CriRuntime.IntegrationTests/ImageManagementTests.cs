@@ -38,6 +38,18 @@ public sealed class ImageManagementTests(RegistryFixture registry, ITestOutputHe
             Assert.Equal(id, filtered[0].Id);
         }
         Assert.Empty(await ListAsync(d, registry.Ref("busybox:nonroot")));
+
+        // StreamImages answers the same items as ListImages, filter included.
+        var streamed = new List<Image>();
+        using (var call = d.Images.StreamImages(new StreamImagesRequest(), deadline: Deadline()))
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                streamed.AddRange(call.ResponseStream.Current.Images);
+        Assert.Equal(all.Select(i => i.ToString()).Order(), streamed.Select(i => i.ToString()).Order());
+        var streamedFiltered = new List<Image>();
+        using (var call = d.Images.StreamImages(new StreamImagesRequest { Filter = new ImageFilter { Image = new ImageSpec { Image = registry.Ref("busybox:1.35") } } }, deadline: Deadline()))
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                streamedFiltered.AddRange(call.ResponseStream.Current.Images);
+        Assert.Equal(registry.Busybox135.ImageId, Assert.Single(streamedFiltered).Id);
     }
 
     [Fact]

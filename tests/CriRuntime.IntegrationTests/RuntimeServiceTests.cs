@@ -1,3 +1,4 @@
+using ProtoReflection = Google.Protobuf.Reflection;
 using CriRuntime.TestSupport;
 using Grpc.Core;
 using Runtime.V1;
@@ -52,43 +53,84 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
         Assert.Equal("NetworkPluginNotReady", broken.Reason);
     }
 
+    /// <summary>
+    /// The README's RPC table is the promise: every RPC it marks UNIMPLEMENTED answers exactly that,
+    /// and every other one is served (an empty request gets an answer or a validation error, never
+    /// UNIMPLEMENTED, and never Internal/Unknown, which would mean a crash on bad input).
+    /// </summary>
     [Fact]
-    public async Task OtherRuntimeRpcs_AreUnimplemented()
+    public async Task ReadmeRpcTable_IsTrue()
     {
-        var d = await StartDaemonAsync();
-        var rt = d.Runtime;
-        var calls = new (string Name, Func<Task> Call)[]
+        var table = ReadRpcTable();
+        var services = new Dictionary<string, ProtoReflection.ServiceDescriptor>
         {
-            ("RunPodSandbox", async () => await rt.RunPodSandboxAsync(new RunPodSandboxRequest { Config = new PodSandboxConfig() }, deadline: Deadline())),
-            ("StopPodSandbox", async () => await rt.StopPodSandboxAsync(new StopPodSandboxRequest { PodSandboxId = "x" }, deadline: Deadline())),
-            ("ListPodSandbox", async () => await rt.ListPodSandboxAsync(new ListPodSandboxRequest(), deadline: Deadline())),
-            ("CreateContainer", async () => await rt.CreateContainerAsync(new CreateContainerRequest { PodSandboxId = "x" }, deadline: Deadline())),
-            ("ListContainers", async () => await rt.ListContainersAsync(new ListContainersRequest(), deadline: Deadline())),
-            ("ContainerStatus", async () => await rt.ContainerStatusAsync(new ContainerStatusRequest { ContainerId = "x" }, deadline: Deadline())),
-            ("ExecSync", async () => await rt.ExecSyncAsync(new ExecSyncRequest { ContainerId = "x", Cmd = { "true" } }, deadline: Deadline())),
-            ("Exec", async () => await rt.ExecAsync(new ExecRequest { ContainerId = "x", Cmd = { "sh" } }, deadline: Deadline())),
-            ("ListContainerStats", async () => await rt.ListContainerStatsAsync(new ListContainerStatsRequest(), deadline: Deadline())),
+            ["RuntimeService"] = RuntimeService.Descriptor,
+            ["ImageService"] = ImageService.Descriptor,
         };
+        var listed = table.Select(r => $"{r.Service}/{r.Rpc}").ToHashSet();
+        var missing = services.SelectMany(s => s.Value.Methods.Select(m => $"{s.Key}/{m.Name}")).Where(m => !listed.Contains(m)).ToList();
+        Assert.True(missing.Count == 0, "README's RPC table lacks: " + string.Join(", ", missing));
+
+        var d = await StartDaemonAsync();
         var wrong = new List<string>();
-        foreach (var (name, call) in calls)
+        foreach (var (service, rpc, unimplemented) in table)
         {
-            try
-            {
-                await call();
-                wrong.Add($"{name}: succeeded");
-            }
-            catch (RpcException e) when (e.StatusCode != StatusCode.Unimplemented)
-            {
-                wrong.Add($"{name}: {e.StatusCode}: {e.Status.Detail}");
-            }
-            catch (RpcException)
-            {
-            }
+            var method = services[service].FindMethodByName(rpc);
+            Assert.True(method is not null, $"README lists {service}/{rpc}, which the proto does not have");
+            var code = await CallWithEmptyRequestAsync(d, service, method!);
+            if (unimplemented && code != StatusCode.Unimplemented)
+                wrong.Add($"{service}/{rpc}: README says UNIMPLEMENTED, the daemon answers {code}");
+            if (!unimplemented && code is StatusCode.Unimplemented or StatusCode.Internal or StatusCode.Unknown)
+                wrong.Add($"{service}/{rpc}: README says it works, an empty request gets {code}");
         }
-        Assert.True(wrong.Count == 0, "expected Unimplemented:\n" + string.Join('\n', wrong) + "\n--- daemon log tail:\n" + d.LogTail());
+        Assert.True(wrong.Count == 0, string.Join('\n', wrong) + "\n--- daemon log tail:\n" + d.LogTail());
 
         // The daemon is unharmed.
-        Assert.Equal("criruntime", (await rt.VersionAsync(new VersionRequest(), deadline: Deadline())).RuntimeName);
+        Assert.Equal("criruntime", (await d.Runtime.VersionAsync(new VersionRequest(), deadline: Deadline())).RuntimeName);
+    }
+
+    /// <summary>Rows "| service | RPC | status |" of the README's RPC table.</summary>
+    private static IReadOnlyList<(string Service, string Rpc, bool Unimplemented)> ReadRpcTable()
+    {
+        var rows = new List<(string, string, bool)>();
+        foreach (var line in File.ReadLines(Path.Combine(DaemonProcess.RepoRoot, "README.md")))
+        {
+            var cells = line.Split('|', StringSplitOptions.TrimEntries);
+            if (cells.Length < 5 || cells[1] is not ("RuntimeService" or "ImageService")) continue;
+            rows.Add((cells[1], cells[2], cells[3].StartsWith("UNIMPLEMENTED", StringComparison.Ordinal)));
+        }
+        Assert.True(rows.Count > 0, "no RPC table found in README.md");
+        return rows;
+    }
+
+    /// <summary>Calls any CRI method with an empty request through the raw call invoker; returns the status code.</summary>
+    private static async Task<StatusCode> CallWithEmptyRequestAsync(DaemonProcess d, string service, ProtoReflection.MethodDescriptor method)
+    {
+        var marshaller = Marshallers.Create<byte[]>(b => b, b => b);
+        var type = method.IsServerStreaming ? MethodType.ServerStreaming : method.IsClientStreaming ? MethodType.ClientStreaming : MethodType.Unary;
+        var call = new Method<byte[], byte[]>(type, $"runtime.v1.{service}", method.Name, marshaller, marshaller);
+        var invoker = d.Channel.CreateCallInvoker();
+        var options = new CallOptions(deadline: DateTime.UtcNow.AddSeconds(20));
+        try
+        {
+            switch (type)
+            {
+                case MethodType.Unary:
+                    await invoker.AsyncUnaryCall(call, null, options, []);
+                    break;
+                case MethodType.ServerStreaming:
+                    using (var streaming = invoker.AsyncServerStreamingCall(call, null, options, []))
+                        while (await streaming.ResponseStream.MoveNext(CancellationToken.None)) { }
+                    break;
+                default:
+                    throw new InvalidOperationException($"{method.FullName}: client streaming is not used by CRI");
+            }
+            return StatusCode.OK;
+        }
+        catch (RpcException e)
+        {
+            return e.StatusCode;
+        }
     }
 
     private static async Task<StatusResponse> StatusAsync(DaemonProcess d)

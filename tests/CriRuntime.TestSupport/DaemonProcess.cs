@@ -34,6 +34,7 @@ public sealed class DaemonProcess : IAsyncDisposable
     public string ConfigFile => Path.Combine(BaseDir, "config.toml");
     public int ProcessId => process.Id;
     public bool HasExited => process.HasExited;
+    public GrpcChannel Channel => channel;
     public RuntimeService.RuntimeServiceClient Runtime { get; }
     public ImageService.ImageServiceClient Images { get; }
 
