@@ -13,6 +13,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 hack/install-deps.sh
+# Let crun run on hybrid cgroup hosts too (mounts v1 controllers left on the unified hierarchy).
+hack/setup-cgroups.sh
+# A default CNI network (bridge + host-local + portmap) when /etc/cni/net.d has none.
+hack/install-cni-config.sh
 hack/build.sh
 
 prefix=/usr/local/lib/criruntime

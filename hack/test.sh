@@ -11,6 +11,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 hack/install-deps.sh
+# Let crun run on hybrid cgroup hosts too (mounts v1 controllers left on the unified hierarchy).
+hack/setup-cgroups.sh
 hack/build.sh
 
 results="$(mktemp -d)"
