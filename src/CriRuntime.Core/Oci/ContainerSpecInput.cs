@@ -1,0 +1,62 @@
+namespace CriRuntime.Oci;
+
+/// <summary>Which PID namespace a container gets (CRI NamespaceMode for pid; TARGET is not supported yet).</summary>
+public enum PidNamespaceMode { Pod, Container, Node }
+
+/// <summary>Everything <see cref="RuntimeSpecBuilder.BuildContainer"/> needs for one CRI container.</summary>
+public sealed record ContainerSpecInput
+{
+    public required string Id { get; init; }
+    public required global::Runtime.V1.ContainerConfig Config { get; init; }
+    public required global::Runtime.V1.PodSandboxConfig PodConfig { get; init; }
+    public required CriRuntime.Images.ImageRuntimeConfig Image { get; init; }
+
+    /// <summary>The mounted overlay rootfs.</summary>
+    public required string RootfsPath { get; init; }
+
+    /// <summary>null: the host network namespace (NODE).</summary>
+    public string? NetworkNamespacePath { get; init; }
+
+    /// <summary>null: the host IPC namespace.</summary>
+    public string? IpcNamespacePath { get; init; }
+
+    /// <summary>null: the host UTS namespace.</summary>
+    public string? UtsNamespacePath { get; init; }
+
+    public PidNamespaceMode PidMode { get; init; }
+
+    /// <summary>For <see cref="PidNamespaceMode.Pod"/>: /proc/&lt;infra pid&gt;/ns/pid.</summary>
+    public string? PodPidNamespacePath { get; init; }
+
+    /// <summary>cgroupfs style, e.g. "/kubepods/pod&lt;uid&gt;/&lt;container id&gt;".</summary>
+    public required string CgroupsPath { get; init; }
+
+    /// <summary>Bind-mounted to /etc/hostname unless the container mounts its own.</summary>
+    public string? HostnameFile { get; init; }
+
+    /// <summary>Bind-mounted to /etc/hosts unless the container mounts its own.</summary>
+    public string? HostsFile { get; init; }
+
+    /// <summary>Bind-mounted to /etc/resolv.conf unless the container mounts its own.</summary>
+    public string? ResolvConfFile { get; init; }
+
+    /// <summary>The pod's /dev/shm tmpfs; null: a private 64 MiB tmpfs.</summary>
+    public string? ShmPath { get; init; }
+
+    /// <summary>Goes into the HOSTNAME environment variable.</summary>
+    public required string Hostname { get; init; }
+
+    /// <summary>For the io.kubernetes.cri.sandbox-id annotation.</summary>
+    public string? SandboxId { get; init; }
+
+    /// <summary>For the io.kubernetes.cri.image-name annotation (the name the user asked for).</summary>
+    public string? ImageName { get; init; }
+
+    /// <summary>Privileged containers get the host's /dev devices (containerd's default; its
+    /// privileged_without_host_devices turns this off).</summary>
+    public bool PrivilegedWithHostDevices { get; init; } = true;
+
+    /// <summary>Whether memory+swap limits exist (cgroup v1 memory.memsw.*). containerd sets swap equal to
+    /// the memory limit when they do, so a container does not swap by default. Null: probe this host.</summary>
+    public bool? SwapLimitSupported { get; init; }
+}

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using CriRuntime.Native;
+using Microsoft.Extensions.Logging;
+
+namespace CriRuntime.Oci;
+
+/// <summary>What <c>runtime state</c> reports. Status: creating, created, running, stopped or paused.</summary>
+public sealed record OciState(string Id, string Status, int Pid, string Bundle);
+
+/// <summary>The outcome of an exec: captured output (each capped) and the exit code (128+signal when killed).</summary>
+public sealed record ExecResult(byte[] Stdout, byte[] Stderr, int ExitCode);
+
+/// <summary>A runc/crun/conmon command failed; the message carries the tool's own error text.</summary>
+public sealed class OciRuntimeException(string message) : Exception(message);
+
+/// <summary>
+/// One OCI runtime (runc or crun) driven through its command line. Every call passes
+/// <c>--root StateRoot</c>, so our containers never mix with those of other engines on the node.
+/// </summary>
+public sealed class OciRuntime
+{
+    /// <summary>Per-stream cap on what an exec returns; more output is read and dropped so the process never blocks.</summary>
+    public const int ExecOutputLimit = 16 * 1024 * 1024;
+
+    private const int CommandOutputLimit = 1024 * 1024;
+    private readonly ILogger logger;
+
+    public OciRuntime(string handlerName, string binaryPath, string stateRoot, ILogger logger)
+    {
+        HandlerName = handlerName;
+        BinaryPath = binaryPath;
+        StateRoot = stateRoot;
+        this.logger = logger;
+    }
+
+    public string HandlerName { get; }
+    public string BinaryPath { get; }
+    public string StateRoot { get; }
+
+    /// <summary>The runtime's view of a container; null when it does not know the id.</summary>
+    public async Task<OciState?> StateAsync(string id, CancellationToken ct)
+    {
+        ValidateId(id);
+        var result = await RunAsync(["state", id], null, ct).ConfigureAwait(false);
+        if (result.ExitCode != 0)
+        {
+            if (!Directory.Exists(Path.Combine(StateRoot, id))) return null;
+            throw Failure("state", id, result);
+        }
+        OciStateJson? json;
+        try { json = JsonSerializer.Deserialize(result.Stdout, RuntimeSpecJsonContext.Default.OciStateJson); }
+        catch (JsonException e)
+        {
+            throw new OciRuntimeException($"{HandlerName} state {id} printed invalid JSON ({e.Message}): {Text(result.Stdout)}");
+        }
+        if (json is null) throw new OciRuntimeException($"{HandlerName} state {id} printed null");
+        return new OciState(json.Id ?? id, json.Status ?? "unknown", json.Pid, json.Bundle ?? "");
+    }
+
+    /// <summary><c>runtime start</c>: runs the created container's process.</summary>
+    public async Task StartAsync(string id, CancellationToken ct)
+    {
+        ValidateId(id);
+        var result = await RunAsync(["start", id], null, ct).ConfigureAwait(false);
+        if (result.ExitCode != 0) throw Failure("start", id, result);
+    }
+
+    /// <summary>Signals the container's init (or, with <paramref name="all"/>, every process in it).
+    /// A container that is not running, or is unknown, is not an error.</summary>
+    public async Task KillAsync(string id, int signal, bool all, CancellationToken ct)
+    {
+        ValidateId(id);
+        List<string> args = ["kill"];
+        if (all) args.Add("--all");
+        args.Add(id);
+        args.Add(signal.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var result = await RunAsync(args, null, ct).ConfigureAwait(false);
+        if (result.ExitCode == 0) return;
+        // The runtimes word "already stopped" differently (and it races with the exit), so ask.
+        var state = await StateAsync(id, ct).ConfigureAwait(false);
+        if (state is null || state.Status == "stopped") return;
+        throw Failure("kill", id, result);
+    }
+
+    /// <summary>Deletes the runtime's state (and with <paramref name="force"/>, kills a running container first).
+    /// Idempotent: an unknown id is fine.</summary>
+    public async Task DeleteAsync(string id, bool force, CancellationToken ct)
+    {
+        ValidateId(id);
+        List<string> args = ["delete"];
+        if (force) args.Add("--force");
+        args.Add(id);
+        var result = await RunAsync(args, null, ct).ConfigureAwait(false);
+        if (result.ExitCode == 0) return;
+        if (await StateAsync(id, ct).ConfigureAwait(false) is null) return;
+        throw Failure("delete", id, result);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="cmd"/> in the container (<c>runtime exec</c>, with the container's env, user
+    /// and cwd) and returns its output and exit code. With a positive <paramref name="timeout"/>, the
+    /// process and all its descendants are killed when it passes and <see cref="TimeoutException"/> is thrown.
+    /// </summary>
+    public async Task<ExecResult> ExecSyncAsync(string id, IReadOnlyList<string> cmd, TimeSpan timeout, CancellationToken ct)
+    {
+        ValidateId(id);
+        if (cmd.Count == 0 || string.IsNullOrEmpty(cmd[0])) throw new ArgumentException("exec needs a command");
+        string pidFile = Path.Combine(Path.GetTempPath(), $"criruntime-exec-{id[..Math.Min(12, id.Length)]}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}.pid");
+        List<string> args = ["exec", "--pid-file", pidFile, id, .. cmd];
+        using var process = StartRuntime(args, redirectStdin: false);
+        var stdout = ReadCappedAsync(process.StandardOutput.BaseStream, ExecOutputLimit);
+        var stderr = ReadCappedAsync(process.StandardError.BaseStream, ExecOutputLimit);
+        using var timeoutCts = new CancellationTokenSource();
+        if (timeout > TimeSpan.Zero) timeoutCts.CancelAfter(timeout);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeoutCts.Token);
+        try
+        {
+            try
+            {
+                await process.WaitForExitAsync(linked.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                await KillExecAsync(process, pidFile, id).ConfigureAwait(false);
+                ct.ThrowIfCancellationRequested();
+                throw new TimeoutException($"timeout {timeout.TotalSeconds:0.###}s exceeded: command {Quote(cmd)} in container {id} did not finish in time and was killed");
+            }
+            byte[] outBytes = await stdout.ConfigureAwait(false);
+            byte[] errBytes = await stderr.ConfigureAwait(false);
+            return new ExecResult(outBytes, errBytes, process.ExitCode);
+        }
+        finally
+        {
+            TryDelete(pidFile);
+        }
+    }
+
+    /// <summary>Applies new resource limits to a running container (<c>runtime update --resources</c>).</summary>
+    public async Task UpdateResourcesAsync(string id, global::Runtime.V1.LinuxContainerResources resources, CancellationToken ct)
+    {
+        ValidateId(id);
+        var spec = RuntimeSpecBuilder.Resources(resources, RuntimeSpecBuilder.SwapLimitSupportedOnHost());
+        // crun does not read "-" as stdin, so both runtimes get a file.
+        string file = Path.Combine(Path.GetTempPath(), $"criruntime-update-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.json");
+        try
+        {
+            await File.WriteAllBytesAsync(file, JsonSerializer.SerializeToUtf8Bytes(spec, RuntimeSpecJsonContext.Default.SpecLinuxResources), ct).ConfigureAwait(false);
+            var result = await RunAsync(["update", "--resources", file, id], null, ct).ConfigureAwait(false);
+            if (result.ExitCode != 0) throw Failure("update", id, result);
+        }
+        finally
+        {
+            TryDelete(file);
+        }
+    }
+
+    // ---- plumbing ----
+
+    internal sealed record CommandResult(int ExitCode, byte[] Stdout, byte[] Stderr);
+
+    /// <summary>Runs the runtime with <c>--root</c> and the given arguments; cancellation kills it.</summary>
+    internal async Task<CommandResult> RunAsync(IReadOnlyList<string> args, byte[]? stdin, CancellationToken ct)
+    {
+        using var process = StartRuntime(args, redirectStdin: stdin is not null);
+        var stdout = ReadCappedAsync(process.StandardOutput.BaseStream, CommandOutputLimit);
+        var stderr = ReadCappedAsync(process.StandardError.BaseStream, CommandOutputLimit);
+        if (stdin is not null)
+        {
+            await process.StandardInput.BaseStream.WriteAsync(stdin, ct).ConfigureAwait(false);
+            process.StandardInput.Close();
+        }
+        try
+        {
+            await process.WaitForExitAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            try { process.Kill(); } catch (InvalidOperationException) { }
+            throw;
+        }
+        var result = new CommandResult(process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
+        if (result.ExitCode != 0)
+            logger.LogDebug("{Runtime} {Command} exited {Code}: {Stderr}", HandlerName, string.Join(' ', args), result.ExitCode, Text(result.Stderr));
+        return result;
+    }
+
+    private Process StartRuntime(IReadOnlyList<string> args, bool redirectStdin)
+    {
+        var psi = new ProcessStartInfo(BinaryPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = redirectStdin,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add("--root");
+        psi.ArgumentList.Add(StateRoot);
+        foreach (string a in args) psi.ArgumentList.Add(a);
+        try
+        {
+            return Process.Start(psi) ?? throw new OciRuntimeException($"could not start {BinaryPath}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new OciRuntimeException($"could not run {HandlerName} ({BinaryPath}): {e.Message}; check the runtime path in the config");
+        }
+    }
+
+    /// <summary>Kills an exec'd process tree (pid from --pid-file) and the runtime process waiting for it.</summary>
+    private async Task KillExecAsync(Process runtimeProcess, string pidFile, string id)
+    {
+        // The runtime writes the pid file once the process exists; give it a moment if we are that early.
+        int? pid = null;
+        for (int i = 0; i < 100 && pid is null && !runtimeProcess.HasExited; i++)
+        {
+            pid = ReadPidFile(pidFile);
+            if (pid is null) await Task.Delay(20).ConfigureAwait(false);
+        }
+        pid ??= ReadPidFile(pidFile);
+        if (pid is int p)
+        {
+            var killed = Signals.KillTree(p);
+            logger.LogInformation("Exec in container {Id} timed out; killed pids {Pids}", id, string.Join(',', killed));
+        }
+        try { runtimeProcess.Kill(); } catch (InvalidOperationException) { }
+        try { await runtimeProcess.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); }
+        catch (TimeoutException) { logger.LogWarning("{Runtime} exec for container {Id} did not exit after being killed", HandlerName, id); }
+    }
+
+    internal static int? ReadPidFile(string path)
+    {
+        try
+        {
+            string text = File.ReadAllText(path).Trim();
+            return int.TryParse(text, out int pid) && pid > 0 ? pid : null;
+        }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+    }
+
+    /// <summary>Reads a stream to its end, keeping the first <paramref name="limit"/> bytes.</summary>
+    internal static async Task<byte[]> ReadCappedAsync(Stream stream, int limit)
+    {
+        var kept = new MemoryStream();
+        var buffer = new byte[64 * 1024];
+        int n;
+        while ((n = await stream.ReadAsync(buffer).ConfigureAwait(false)) > 0)
+        {
+            int room = limit - (int)kept.Length;
+            if (room > 0) kept.Write(buffer, 0, Math.Min(room, n));
+        }
+        return kept.ToArray();
+    }
+
+    private OciRuntimeException Failure(string command, string id, CommandResult result)
+    {
+        string message = Text(result.Stderr);
+        if (message.Length == 0) message = Text(result.Stdout);
+        return new OciRuntimeException($"{HandlerName} {command} {id} failed (exit {result.ExitCode}): {message}");
+    }
+
+    internal static string Text(byte[] bytes) => Encoding.UTF8.GetString(bytes).Trim();
+
+    private static string Quote(IReadOnlyList<string> cmd) => string.Join(' ', cmd.Select(c => c.Contains(' ') ? $"'{c}'" : c));
+
+    /// <summary>Ids become file names and command arguments: no separators, no option look-alikes.</summary>
+    internal static void ValidateId(string id)
+    {
+        if (string.IsNullOrEmpty(id) || id.StartsWith('-') || id.StartsWith('.') || id.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            throw new ArgumentException($"invalid container id '{id}': letters, digits, '-', '_' and '.' only, not starting with '-' or '.'");
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { }
+    }
+}
