@@ -43,6 +43,9 @@ public sealed class ImageManager
 
     public Platform Platform => platform;
 
+    /// <summary>Given an image id, the id of a container made from it, or null. Set by the container manager.</summary>
+    public Func<string, string?>? IsInUse { get; set; }
+
     public string LayerDirectory => layers.Root;
 
     /// <summary>Loads state at start-up and frees whatever a crash left unreferenced.</summary>
@@ -218,6 +221,9 @@ public sealed class ImageManager
     {
         var image = images.Find(reference);
         if (image is null) return false;
+        // Its layers are the lower dirs of that container's mounted rootfs.
+        if (IsInUse?.Invoke(image.Id.ToString()) is { } container)
+            throw new FailedPreconditionException($"image {image.Id} is used by container {container}; remove the container first");
         bool removed = await images.RemoveAsync(image.Id, remaining => CollectGarbageAsync(remaining, cancellationToken), cancellationToken).ConfigureAwait(false);
         if (removed) logger.LogInformation("Removed image {Id} ({Tags})", image.Id, string.Join(", ", image.RepoTags.Concat(image.RepoDigests)));
         return removed;

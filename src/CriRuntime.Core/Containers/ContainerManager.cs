@@ -1,0 +1,523 @@
+using System.Collections.Concurrent;
+using CriRuntime.Config;
+using CriRuntime.Images;
+using CriRuntime.Native;
+using CriRuntime.Oci;
+using CriRuntime.Pods;
+using CriRuntime.State;
+using CriRuntime.Storage;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Runtime.V1;
+
+namespace CriRuntime.Containers;
+
+/// <summary>
+/// Creates, starts, stops and removes containers. A container is an overlay rootfs of its image's
+/// layers, an OCI bundle, and a process that conmon monitors: conmon holds its stdio, writes its CRI
+/// log and, when it exits, an exit file that <see cref="ExitMonitor"/> turns into the EXITED state.
+/// Because conmon outlives the daemon, a restarted daemon finds its containers still running.
+/// </summary>
+public sealed class ContainerManager
+{
+    private static readonly TimeSpan CgroupKillTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan KillWait = TimeSpan.FromSeconds(10);
+
+    private readonly RecordStore<ContainerRecord> store;
+    // Operations (create, start, stop, remove) hold a container's lock for their whole length;
+    // record changes take the short record lock, so an exit can be recorded while a stop waits for it.
+    private readonly KeyedLocks locks = new();
+    private readonly KeyedLocks recordLocks = new();
+    private readonly ConcurrentDictionary<string, string> reservedNames = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> exits = new(StringComparer.Ordinal);
+    private readonly PodSandboxManager pods;
+    private readonly ImageManager images;
+    private readonly LayerStore layers;
+    private readonly RuntimeHandlers runtimes;
+    private readonly Conmon conmon;
+    private readonly Cgroups cgroups;
+    private readonly ILogger logger;
+    private readonly string bundlesDir;
+    private readonly string containersDir;
+
+    public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageManager images, LayerStore layers, RuntimeHandlers runtimes,
+        Conmon conmon, Cgroups cgroups, ILogger<ContainerManager> logger)
+    {
+        this.pods = pods;
+        this.images = images;
+        this.layers = layers;
+        this.runtimes = runtimes;
+        this.conmon = conmon;
+        this.cgroups = cgroups;
+        this.logger = logger;
+        containersDir = Path.Combine(config.Root, "containers");
+        bundlesDir = Path.Combine(config.State, "containers");
+        ExitDir = Path.Combine(config.State, "exits");
+        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger);
+        pods.Containers = this;
+        images.IsInUse = imageId => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
+    }
+
+    /// <summary>Where conmon writes one file per exited container, named by its id.</summary>
+    public string ExitDir { get; }
+
+    public IEnumerable<ContainerRecord> List() => store.All.Where(c => c.Phase != ContainerPhase.Creating);
+
+    public ContainerRecord? Find(string id)
+    {
+        var container = store.Find(id);
+        return container is { Phase: not ContainerPhase.Creating } ? container : null;
+    }
+
+    public ContainerRecord Get(string id) =>
+        Find(id) ?? throw new NotFoundException($"container '{id}' not found; ListContainers shows the containers that exist");
+
+    public async Task<ContainerRecord> CreateAsync(string podSandboxId, ContainerConfig containerConfig, CancellationToken cancellationToken)
+    {
+        if (containerConfig.Metadata is not { } metadata || string.IsNullOrWhiteSpace(metadata.Name))
+            throw new ArgumentException("config.metadata.name is empty: give the container a name");
+        if (string.IsNullOrWhiteSpace(containerConfig.Image?.Image))
+            throw new ArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
+
+        var pod = pods.Get(podSandboxId);
+        // Pod lock first, then the container's (the order StopPodSandbox takes them in too).
+        using var podLock = await pods.LockAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        pod = pods.Get(pod.Id);
+        if (pod.Phase != PodSandboxPhase.Ready)
+            throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); containers can only be created in a ready pod");
+
+        var image = images.Find(containerConfig.Image.Image)
+            ?? throw new NotFoundException($"image '{containerConfig.Image.Image}' is not on this node; pull it first (PullImage / crictl pull)");
+
+        string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
+        string id = PodSandboxManager.NewId();
+        if (!reservedNames.TryAdd(key, id))
+            throw new AlreadyExistsException(
+                $"pod sandbox {pod.Id} already has a container named {metadata.Name} (attempt {metadata.Attempt}): {reservedNames.GetValueOrDefault(key)}; remove it first or use another attempt");
+
+        using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
+        var runtime = runtimes.Resolve(pod.RuntimeHandler);
+        string logPath = string.IsNullOrEmpty(pod.Config.LogDirectory) || string.IsNullOrEmpty(containerConfig.LogPath)
+            ? ""
+            : Path.Combine(pod.Config.LogDirectory, containerConfig.LogPath);
+        var container = new ContainerRecord
+        {
+            Id = id,
+            PodSandboxId = pod.Id,
+            ConfigBytes = containerConfig.ToByteArray(),
+            ImageId = image.Id.ToString(),
+            ImageRef = image.RepoDigests.FirstOrDefault() ?? image.Id.ToString(),
+            RuntimeHandler = runtime.HandlerName,
+            Phase = ContainerPhase.Creating,
+            CreatedAt = PodSandboxManager.NowNanos(),
+            LogPath = logPath,
+            Bundle = Path.Combine(bundlesDir, id),
+            Directory = Path.Combine(containersDir, id),
+            CgroupsPath = $"{pod.CgroupParent}/{id}",
+            StopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM,
+        };
+
+        try
+        {
+            // Persisted first: a crash from here on leaves a Creating record that start-up undoes.
+            await store.PutAsync(container, cancellationToken).ConfigureAwait(false);
+            string upper = Path.Combine(container.Directory, "upper");
+            string work = Path.Combine(container.Directory, "work");
+            System.IO.Directory.CreateDirectory(upper);
+            System.IO.Directory.CreateDirectory(work);
+            System.IO.Directory.CreateDirectory(container.Rootfs);
+            OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
+
+            var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
+            {
+                Id = id,
+                SandboxId = pod.Id,
+                ImageName = containerConfig.Image.Image,
+                Config = containerConfig,
+                PodConfig = pod.Config,
+                Image = image.Config,
+                RootfsPath = container.Rootfs,
+                NetworkNamespacePath = pod.NetworkNamespace,
+                IpcNamespacePath = pod.IpcNamespace,
+                UtsNamespacePath = pod.UtsNamespace,
+                PidMode = PidModeOf(containerConfig, pod),
+                PodPidNamespacePath = PidModeOf(containerConfig, pod) == PidNamespaceMode.Pod
+                    ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false)
+                    : null,
+                CgroupsPath = container.CgroupsPath,
+                HostnameFile = Path.Combine(pod.Directory, "hostname"),
+                HostsFile = Path.Combine(pod.Directory, "hosts"),
+                ResolvConfFile = Path.Combine(pod.Directory, "resolv.conf"),
+                ShmPath = pod.ShmPath,
+                Hostname = pod.HostNetwork ? Environment.MachineName : (string.IsNullOrEmpty(pod.Config.Hostname) ? pod.Config.Metadata.Name : pod.Config.Hostname),
+            });
+            RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
+
+            if (logPath.Length > 0) System.IO.Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+            System.IO.Directory.CreateDirectory(ExitDir);
+            File.Delete(Path.Combine(ExitDir, id));
+            var created = await conmon.CreateContainerAsync(new ConmonCreateRequest
+            {
+                Id = id,
+                Runtime = runtime,
+                BundleDir = container.Bundle,
+                LogPath = logPath.Length > 0 ? logPath : Path.Combine(container.Bundle, "output.log"),
+                ExitDir = ExitDir,
+                Terminal = containerConfig.Tty,
+                Stdin = containerConfig.Stdin,
+                StdinOnce = containerConfig.StdinOnce,
+            }, cancellationToken).ConfigureAwait(false);
+
+            container = container with { Phase = ContainerPhase.Created, Pid = created.ContainerPid };
+            await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
+            logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, metadata.Name, pod.Id, image.Id);
+            return container;
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", metadata.Name, pod.Id, e.Message);
+            await ReleaseAsync(container, CancellationToken.None).ConfigureAwait(false);
+            store.Delete(id);
+            reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
+            throw;
+        }
+    }
+
+    public async Task StartAsync(string containerId, CancellationToken cancellationToken)
+    {
+        var container = Get(containerId);
+        using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        container = Get(container.Id);
+        if (container.Phase != ContainerPhase.Created)
+            throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}, not CREATED; only a created container can be started");
+        var runtime = runtimes.Resolve(container.RuntimeHandler);
+        exits.GetOrAdd(container.Id, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            await runtime.StartAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // As containerd does: the container is done, with the start error as its message.
+            await UpdateAsync(container.Id, c => c.Phase != ContainerPhase.Created ? null : c with
+            {
+                Phase = ContainerPhase.Exited,
+                ExitCode = 128,
+                FinishedAt = PodSandboxManager.NowNanos(),
+                Reason = "StartError",
+                Message = e.Message,
+            }).ConfigureAwait(false);
+            throw;
+        }
+        long startedAt = PodSandboxManager.NowNanos();
+        // An exit recorded while we were starting already made the record EXITED; keep that.
+        await UpdateAsync(container.Id, c => c.Phase switch
+        {
+            ContainerPhase.Created => c with { Phase = ContainerPhase.Running, StartedAt = startedAt },
+            ContainerPhase.Exited when c.StartedAt == 0 => c with { StartedAt = Math.Min(startedAt, c.FinishedAt) },
+            _ => null,
+        }).ConfigureAwait(false);
+        logger.LogInformation("Container {Id} started", container.Id);
+    }
+
+    /// <summary>
+    /// Sends the stop signal, waits up to <paramref name="timeout"/>, then kills every process of the
+    /// container. A container that is not running is left as it is (CRI: idempotent).
+    /// </summary>
+    public async Task StopAsync(string containerId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var container = Get(containerId);
+        using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        await StopLockedAsync(container.Id, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task StopLockedAsync(string containerId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var container = store.Get(containerId);
+        if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
+        var runtime = runtimes.Resolve(container.RuntimeHandler);
+        var exited = exits.GetOrAdd(container.Id, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+        if (container.Phase == ContainerPhase.Running && timeout > TimeSpan.Zero)
+        {
+            await runtime.KillAsync(container.Id, container.StopSignal, all: false, cancellationToken).ConfigureAwait(false);
+            if (await WaitAsync(exited, timeout, cancellationToken).ConfigureAwait(false)) return;
+            logger.LogInformation("Container {Id} did not stop within {Timeout}s of signal {Signal}; killing it", container.Id, timeout.TotalSeconds, container.StopSignal);
+        }
+
+        await runtime.KillAsync(container.Id, Signals.SIGKILL, all: true, cancellationToken).ConfigureAwait(false);
+        if (await WaitAsync(exited, KillWait, cancellationToken).ConfigureAwait(false)) return;
+
+        // A created (never started) container has no conmon exit to wait for on some runtimes, and
+        // an exit file can be lost; the runtime's own word settles it.
+        var state = await runtime.StateAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        if (state is null || state.Status == "stopped")
+        {
+            await MarkExitedAsync(container.Id, fallbackExitCode: 137, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        throw new TimeoutException($"container {container.Id} did not exit {KillWait.TotalSeconds}s after SIGKILL; its state is {state.Status}");
+    }
+
+    /// <summary>Removes a container, stopping it first if needed. An unknown id is not an error.</summary>
+    public async Task RemoveAsync(string containerId, CancellationToken cancellationToken)
+    {
+        var container = Find(containerId);
+        if (container is null) return;
+        using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        await StopLockedAsync(container.Id, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+        container = store.Get(container.Id);
+        if (container is null) return;
+        var problems = await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
+        if (problems.Count > 0)
+            throw new IOException($"container {container.Id} was only partly removed: {string.Join("; ", problems)}; retry RemoveContainer");
+        store.Delete(container.Id);
+        exits.TryRemove(container.Id, out _);
+        reservedNames.TryRemove(new KeyValuePair<string, string>(container.ReservationKey, container.Id));
+        logger.LogInformation("Container {Id} removed", container.Id);
+    }
+
+    internal async Task StopAllInPodAsync(string podId, CancellationToken cancellationToken)
+    {
+        // StopPodSandbox forcibly stops every container of the pod (CRI), all at once.
+        await Task.WhenAll(store.All.Where(c => c.PodSandboxId == podId).Select(async c =>
+        {
+            using var containerLock = await locks.AcquireAsync(c.Id, cancellationToken).ConfigureAwait(false);
+            await StopLockedAsync(c.Id, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+        })).ConfigureAwait(false);
+    }
+
+    internal Task RemoveAllInPodAsync(string podId, CancellationToken cancellationToken) =>
+        Task.WhenAll(store.All.Where(c => c.PodSandboxId == podId).Select(c => RemoveAsync(c.Id, cancellationToken)));
+
+    public async Task<ExecResult> ExecSyncAsync(string containerId, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0]))
+            throw new ArgumentException("cmd is empty: give the command to run in the container");
+        var container = Get(containerId);
+        if (container.Phase != ContainerPhase.Running)
+            throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}; commands can only be executed in a running container");
+        return await runtimes.Resolve(container.RuntimeHandler).ExecSyncAsync(container.Id, command, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task ReopenLogAsync(string containerId, CancellationToken cancellationToken)
+    {
+        var container = Get(containerId);
+        if (container.Phase != ContainerPhase.Running)
+            throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}; only a running container's log can be reopened");
+        // With the path, conmon is also waited for until the new file exists, as kubelet expects.
+        if (container.LogPath.Length > 0) await conmon.ReopenLogAsync(container.Bundle, container.LogPath, cancellationToken).ConfigureAwait(false);
+        else await conmon.ReopenLogAsync(container.Bundle, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task UpdateResourcesAsync(string containerId, LinuxContainerResources resources, CancellationToken cancellationToken)
+    {
+        var container = Get(containerId);
+        using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        container = Get(container.Id);
+        if (container.Phase is ContainerPhase.Exited)
+            throw new FailedPreconditionException($"container {container.Id} has exited; resources of an exited container cannot be updated");
+        await runtimes.Resolve(container.RuntimeHandler).UpdateResourcesAsync(container.Id, resources, cancellationToken).ConfigureAwait(false);
+        await UpdateAsync(container.Id, c =>
+        {
+            var config = c.Config.Clone();
+            config.Linux ??= new LinuxContainerConfig();
+            config.Linux.Resources = resources;
+            return c with { ConfigBytes = config.ToByteArray() };
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>Called when conmon wrote an exit file: records the exit and wakes whoever waits for it.</summary>
+    public async Task HandleExitAsync(string containerId, CancellationToken cancellationToken)
+    {
+        var container = store.Get(containerId);
+        if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
+        await MarkExitedAsync(containerId, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ids of running containers whose exit file exists: a safety net for missed watcher events.</summary>
+    public IEnumerable<string> ExitedButNotRecorded() =>
+        store.All.Where(c => c.Phase is ContainerPhase.Running or ContainerPhase.Created && File.Exists(Path.Combine(ExitDir, c.Id))).Select(c => c.Id);
+
+    private async Task MarkExitedAsync(string containerId, int? fallbackExitCode, CancellationToken cancellationToken)
+    {
+        var container = store.Get(containerId);
+        if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
+        int exitCode;
+        DateTimeOffset finishedAt;
+        if (!ExitFiles.TryRead(ExitDir, containerId, out exitCode, out finishedAt))
+        {
+            if (fallbackExitCode is null) return;
+            exitCode = fallbackExitCode.Value;
+            finishedAt = DateTimeOffset.UtcNow;
+        }
+        bool oomKilled = cgroups.OomKillCount(container.CgroupsPath) > 0;
+        string reason = oomKilled ? "OOMKilled" : exitCode == 0 ? "Completed" : "Error";
+        long finished = (finishedAt - DateTimeOffset.UnixEpoch).Ticks * 100;
+        var updated = await UpdateAsync(containerId, c => c.Phase is ContainerPhase.Exited or ContainerPhase.Creating ? null : c with
+        {
+            Phase = ContainerPhase.Exited,
+            ExitCode = exitCode,
+            FinishedAt = c.StartedAt > 0 ? Math.Max(finished, c.StartedAt) : finished,
+            Reason = reason,
+        }).ConfigureAwait(false);
+        if (updated is null) return;
+        logger.LogInformation("Container {Id} exited with code {ExitCode} ({Reason})", containerId, exitCode, reason);
+        exits.GetOrAdd(containerId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>
+    /// Loads containers at start-up: undoes half-made ones, and brings every other one up to date
+    /// with what happened while the daemon was down (exit files, the runtime's state).
+    /// </summary>
+    public async Task RecoverAsync(CancellationToken cancellationToken)
+    {
+        System.IO.Directory.CreateDirectory(ExitDir);
+        store.Load();
+        foreach (var container in store.All.ToList())
+        {
+            if (container.Phase == ContainerPhase.Creating || pods.Find(container.PodSandboxId) is null)
+            {
+                logger.LogWarning("Container {Id} was being created when the daemon stopped (or lost its pod); removing what was made", container.Id);
+                await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
+                store.Delete(container.Id);
+                continue;
+            }
+            reservedNames[container.ReservationKey] = container.Id;
+            if (container.Phase == ContainerPhase.Exited) continue;
+            if (File.Exists(Path.Combine(ExitDir, container.Id)))
+            {
+                await MarkExitedAsync(container.Id, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            var state = await runtimes.Resolve(container.RuntimeHandler).StateAsync(container.Id, cancellationToken).ConfigureAwait(false);
+            if (state is null || state.Status == "stopped")
+            {
+                // Gone without an exit file: the node rebooted, or conmon was killed.
+                await store.PutAsync(container with
+                {
+                    Phase = ContainerPhase.Exited,
+                    ExitCode = 255,
+                    FinishedAt = PodSandboxManager.NowNanos(),
+                    Reason = "Unknown",
+                    Message = state is null ? "the container disappeared while the daemon was down (node reboot?)" : "the container stopped while the daemon was down and its exit code was lost",
+                }, cancellationToken).ConfigureAwait(false);
+            }
+            else if (state.Status == "running" && container.Phase == ContainerPhase.Created)
+            {
+                // Started just before a crash, before the record said so.
+                await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = PodSandboxManager.NowNanos() }, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        // Bundles and directories no record owns were left by a crash before the first record write.
+        foreach (var dir in EnumerateDirectories(bundlesDir).Concat(EnumerateDirectories(containersDir).Where(d => Path.GetFileName(d) != "records")))
+        {
+            if (store.Get(Path.GetFileName(dir)) is not null) continue;
+            logger.LogWarning("Removing leftover container directory {Dir}", dir);
+            Mounts.TryUnmount(Path.Combine(dir, "rootfs"), UnmountFlags.Detach);
+            if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) System.IO.Directory.Delete(dir, recursive: true);
+        }
+        logger.LogInformation("Recovered {Count} containers", store.Count);
+    }
+
+    /// <summary>Undoes every part of a container that exists; returns what could not be undone.</summary>
+    private async Task<List<string>> ReleaseAsync(ContainerRecord container, CancellationToken cancellationToken)
+    {
+        var problems = new List<string>();
+        var runtime = runtimes.Resolve(container.RuntimeHandler);
+        try
+        {
+            await runtime.DeleteAsync(container.Id, force: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            problems.Add($"could not delete it from {runtime.HandlerName}: {e.Message}");
+        }
+        try
+        {
+            await cgroups.KillAllAndRemoveAsync(container.CgroupsPath, CgroupKillTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            problems.Add($"could not remove its cgroup {container.CgroupsPath}: {e.Message}");
+        }
+        if (Mounts.IsMountPoint(container.Rootfs) && Mounts.TryUnmount(container.Rootfs, UnmountFlags.Detach) != 0 && Mounts.IsMountPoint(container.Rootfs))
+            problems.Add($"could not unmount its rootfs {container.Rootfs}");
+        if (!Mounts.IsMountPoint(container.Rootfs))
+        {
+            foreach (var dir in new[] { container.Bundle, container.Directory })
+            {
+                try
+                {
+                    if (System.IO.Directory.Exists(dir)) System.IO.Directory.Delete(dir, recursive: true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    problems.Add($"could not delete {dir}: {e.Message}");
+                }
+            }
+        }
+        try
+        {
+            File.Delete(Path.Combine(ExitDir, container.Id));
+        }
+        catch (IOException e)
+        {
+            problems.Add($"could not delete its exit file: {e.Message}");
+        }
+        foreach (var problem in problems) logger.LogWarning("Container {Id}: {Problem}", container.Id, problem);
+        return problems;
+    }
+
+    /// <summary>
+    /// Read-modify-write of one record under its short record lock. <paramref name="change"/> returns
+    /// the new record, or null to leave it; the result is what was written, or null for no change.
+    /// </summary>
+    private async Task<ContainerRecord?> UpdateAsync(string id, Func<ContainerRecord, ContainerRecord?> change)
+    {
+        using var recordLock = await recordLocks.AcquireAsync(id, CancellationToken.None).ConfigureAwait(false);
+        var current = store.Get(id);
+        if (current is null) return null;
+        var next = change(current);
+        if (next is null) return null;
+        // Durable before visible, and never abandoned half way: the record must match reality.
+        await store.PutAsync(next, CancellationToken.None).ConfigureAwait(false);
+        return next;
+    }
+
+    private static PidNamespaceMode PidModeOf(ContainerConfig config, PodSandboxRecord pod)
+    {
+        var mode = config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? pod.PidMode;
+        return mode switch
+        {
+            NamespaceMode.Node => PidNamespaceMode.Node,
+            NamespaceMode.Container => PidNamespaceMode.Container,
+            NamespaceMode.Target => throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is not supported yet; use POD or CONTAINER"),
+            _ => pod.InfraId is null ? PidNamespaceMode.Container : PidNamespaceMode.Pod,
+        };
+    }
+
+    private static async Task<bool> WaitAsync(Task exited, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await exited.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    public static string StateName(ContainerPhase phase) => phase switch
+    {
+        ContainerPhase.Created => "CREATED",
+        ContainerPhase.Running => "RUNNING",
+        ContainerPhase.Exited => "EXITED",
+        _ => "UNKNOWN",
+    };
+
+    private static IEnumerable<string> EnumerateDirectories(string dir) =>
+        System.IO.Directory.Exists(dir) ? System.IO.Directory.EnumerateDirectories(dir).ToList() : [];
+}

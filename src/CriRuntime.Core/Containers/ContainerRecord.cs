@@ -1,0 +1,68 @@
+using System.Text.Json.Serialization;
+using CriRuntime.State;
+using Runtime.V1;
+
+namespace CriRuntime.Containers;
+
+public enum ContainerPhase
+{
+    /// <summary>Being created; a record found in this phase at start-up is rolled back.</summary>
+    Creating,
+    Created,
+    Running,
+    Exited,
+}
+
+/// <summary>One container as the node knows it. Immutable: a change writes a new record.</summary>
+public sealed record ContainerRecord : IRecord
+{
+    private ContainerConfig? config;
+
+    public required string Id { get; init; }
+    public required string PodSandboxId { get; init; }
+
+    /// <summary>The ContainerConfig as received, protobuf-encoded.</summary>
+    public required byte[] ConfigBytes { get; init; }
+
+    /// <summary>The image id (config digest) the container was made from.</summary>
+    public required string ImageId { get; init; }
+
+    /// <summary>A repo digest of the image, what CRI calls image_ref.</summary>
+    public required string ImageRef { get; init; }
+
+    public required string RuntimeHandler { get; init; }
+    public required ContainerPhase Phase { get; init; }
+    public required long CreatedAt { get; init; }
+    public long StartedAt { get; init; }
+    public long FinishedAt { get; init; }
+    public int ExitCode { get; init; }
+    public string Reason { get; init; } = "";
+    public string Message { get; init; } = "";
+    public int Pid { get; init; }
+
+    /// <summary>The CRI log file (log_directory of the pod joined with log_path), or "" for none.</summary>
+    public string LogPath { get; init; } = "";
+
+    /// <summary>Bundle directory under the state dir: config.json, the rootfs mount point, conmon's files.</summary>
+    public required string Bundle { get; init; }
+
+    /// <summary>Persistent directory: the overlay upper and work dirs.</summary>
+    public required string Directory { get; init; }
+
+    public required string CgroupsPath { get; init; }
+
+    /// <summary>Signal StopContainer sends first (image StopSignal), as a number.</summary>
+    public int StopSignal { get; init; } = 15;
+
+    [JsonIgnore]
+    public ContainerConfig Config => config ??= ContainerConfig.Parser.ParseFrom(ConfigBytes);
+
+    [JsonIgnore]
+    public string Rootfs => Path.Combine(Bundle, "rootfs");
+
+    public static string ReservationKeyOf(string podSandboxId, ContainerMetadata metadata) =>
+        $"{podSandboxId}/{metadata.Name}_{metadata.Attempt}";
+
+    [JsonIgnore]
+    public string ReservationKey => ReservationKeyOf(PodSandboxId, Config.Metadata);
+}

@@ -1,0 +1,378 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using CriRuntime.Config;
+using CriRuntime.Containers;
+using CriRuntime.Native;
+using CriRuntime.Network.Cni;
+using CriRuntime.Oci;
+using CriRuntime.State;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Runtime.V1;
+
+namespace CriRuntime.Pods;
+
+/// <summary>
+/// Runs, stops and removes pod sandboxes. A pod is a set of pinned namespaces (no pause process),
+/// its etc files and /dev/shm, a cgroup, a CNI attachment, and a catatonit infra process only when
+/// its containers share one PID namespace. Each step of RunAsync is undone if a later one fails, and
+/// a record in the Creating phase marks a pod whose set-up a crash interrupted.
+/// </summary>
+public sealed class PodSandboxManager
+{
+    private const string DefaultCgroupRoot = "/criruntime";
+    private static readonly TimeSpan CgroupKillTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly CriRuntimeConfig config;
+    private readonly RecordStore<PodSandboxRecord> store;
+    private readonly KeyedLocks locks = new();
+    private readonly ConcurrentDictionary<string, string> reservedNames = new(StringComparer.Ordinal);
+    private readonly RuntimeHandlers runtimes;
+    private readonly Cgroups cgroups;
+    private readonly CniManager cni;
+    private readonly Conmon conmon;
+    private readonly ILogger logger;
+    private readonly string podsDir;
+
+    public PodSandboxManager(CriRuntimeConfig config, RuntimeHandlers runtimes, Cgroups cgroups, CniManager cni, Conmon conmon,
+        ILogger<PodSandboxManager> logger)
+    {
+        this.config = config;
+        this.runtimes = runtimes;
+        this.cgroups = cgroups;
+        this.cni = cni;
+        this.conmon = conmon;
+        this.logger = logger;
+        store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), StateJsonContext.Default.PodSandboxRecord, logger);
+        podsDir = Path.Combine(config.State, "pods");
+    }
+
+    /// <summary>Set by the container manager: stops and removes a pod's containers.</summary>
+    internal ContainerManager Containers { get; set; } = null!;
+
+    public IEnumerable<PodSandboxRecord> List() => store.All.Where(p => p.Phase != PodSandboxPhase.Creating);
+
+    /// <summary>The pod with this id (or unique id prefix), or null.</summary>
+    public PodSandboxRecord? Find(string id)
+    {
+        var pod = store.Find(id);
+        return pod is { Phase: not PodSandboxPhase.Creating } ? pod : null;
+    }
+
+    public PodSandboxRecord Get(string id) =>
+        Find(id) ?? throw new NotFoundException($"pod sandbox '{id}' not found; ListPodSandbox shows the pods that exist");
+
+    internal Task<IDisposable> LockAsync(string podId, CancellationToken cancellationToken) => locks.AcquireAsync(podId, cancellationToken);
+
+    /// <summary>The pid namespace the pod's containers join, when the pod shares one.</summary>
+    public async Task<string?> PodPidNamespaceAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
+    {
+        if (pod.InfraId is null) return null;
+        var state = await runtimes.Resolve(pod.RuntimeHandler).StateAsync(pod.InfraId, cancellationToken).ConfigureAwait(false);
+        if (state is not { Status: "running", Pid: > 0 })
+            throw new FailedPreconditionException($"pod sandbox {pod.Id}: its infra process (the shared PID namespace) is not running; stop and remove the pod, then run it again");
+        return $"/proc/{state.Pid}/ns/pid";
+    }
+
+    public async Task<PodSandboxRecord> RunAsync(PodSandboxConfig podConfig, string? runtimeHandler, CancellationToken cancellationToken)
+    {
+        Validate(podConfig);
+        var runtime = runtimes.Resolve(runtimeHandler);
+        string key = PodSandboxRecord.ReservationKeyOf(podConfig.Metadata);
+        string id = NewId();
+        if (!reservedNames.TryAdd(key, id))
+            throw new AlreadyExistsException(
+                $"a pod sandbox named {podConfig.Metadata.Name} in namespace {podConfig.Metadata.Namespace} (uid {podConfig.Metadata.Uid}, attempt {podConfig.Metadata.Attempt}) already exists as {reservedNames.GetValueOrDefault(key)}; remove it first or use another attempt");
+
+        using var podLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
+        string dir = Path.Combine(podsDir, id);
+        var namespaceOptions = podConfig.Linux?.SecurityContext?.NamespaceOptions;
+        bool hostNetwork = namespaceOptions?.Network == NamespaceMode.Node;
+        bool hostIpc = namespaceOptions?.Ipc == NamespaceMode.Node;
+        string cgroupParent = string.IsNullOrEmpty(podConfig.Linux?.CgroupParent) ? $"{DefaultCgroupRoot}/{id}" : podConfig.Linux!.CgroupParent;
+        var pod = new PodSandboxRecord
+        {
+            Id = id,
+            ConfigBytes = podConfig.ToByteArray(),
+            RuntimeHandler = runtime.HandlerName,
+            Phase = PodSandboxPhase.Creating,
+            CreatedAt = NowNanos(),
+            Directory = dir,
+            CgroupParent = cgroupParent,
+            OwnsCgroup = !cgroups.Exists(cgroupParent),
+        };
+
+        try
+        {
+            // Persisted first: if we crash from here on, start-up finds a Creating pod and undoes it.
+            await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
+            System.IO.Directory.CreateDirectory(dir);
+
+            string hostname = hostNetwork ? Environment.MachineName : PodHostname(podConfig);
+            PodFiles.WriteAll(dir, hostname, podConfig.DnsConfig);
+            if (!hostIpc)
+            {
+                pod = pod with { ShmPath = Path.Combine(dir, "shm") };
+                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
+                PodFiles.MountShm(pod.ShmPath, ShmSize(podConfig));
+            }
+
+            var kinds = (hostNetwork ? NamespaceKinds.None : NamespaceKinds.Network | NamespaceKinds.Uts)
+                        | (hostIpc ? NamespaceKinds.None : NamespaceKinds.Ipc);
+            if (kinds != NamespaceKinds.None)
+            {
+                // Recorded before they exist so that a crash in between still finds the pins to remove.
+                var nsDir = Path.Combine(dir, "ns");
+                pod = pod with
+                {
+                    NetworkNamespace = kinds.HasFlag(NamespaceKinds.Network) ? Path.Combine(nsDir, "net") : null,
+                    IpcNamespace = kinds.HasFlag(NamespaceKinds.Ipc) ? Path.Combine(nsDir, "ipc") : null,
+                    UtsNamespace = kinds.HasFlag(NamespaceKinds.Uts) ? Path.Combine(nsDir, "uts") : null,
+                };
+                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
+                System.IO.Directory.CreateDirectory(nsDir);
+                var pinned = await Namespaces.CreatePinnedAsync(nsDir, kinds, hostname, cancellationToken).ConfigureAwait(false);
+                pod = pod with { NetworkNamespace = pinned.NetworkPath, IpcNamespace = pinned.IpcPath, UtsNamespace = pinned.UtsPath };
+            }
+
+            cgroups.Create(cgroupParent);
+            if (pod.OwnsCgroup) cgroups.SetResources(cgroupParent, podConfig.Linux?.Resources);
+
+            if (!hostNetwork)
+            {
+                pod = pod with { NetworkAttached = true };
+                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
+                var network = await cni.SetUpAsync(NetworkRequest(pod), cancellationToken).ConfigureAwait(false);
+                pod = pod with { Ips = network.Ips };
+            }
+
+            if (pod.PidMode == NamespaceMode.Pod)
+            {
+                pod = pod with { InfraId = id };
+                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
+                await StartInfraAsync(pod, runtime, hostname, cancellationToken).ConfigureAwait(false);
+            }
+
+            pod = pod with { Phase = PodSandboxPhase.Ready };
+            await store.PutAsync(pod, CancellationToken.None).ConfigureAwait(false);
+            logger.LogInformation("Pod sandbox {Id} ({Namespace}/{Name}) is ready with IPs [{Ips}]",
+                id, podConfig.Metadata.Namespace, podConfig.Metadata.Name, string.Join(", ", pod.Ips));
+            return pod;
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning("Running pod sandbox {Namespace}/{Name} failed, undoing it: {Error}",
+                podConfig.Metadata.Namespace, podConfig.Metadata.Name, e.Message);
+            await ReleaseAsync(pod, CancellationToken.None).ConfigureAwait(false);
+            store.Delete(id);
+            reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
+            throw;
+        }
+    }
+
+    /// <summary>Stops every container, the infra process and the network. Idempotent.</summary>
+    public async Task StopAsync(string podId, CancellationToken cancellationToken)
+    {
+        var pod = Get(podId);
+        await Containers.StopAllInPodAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        pod = store.Get(pod.Id) ?? throw new NotFoundException($"pod sandbox '{podId}' was removed meanwhile");
+        if (pod.InfraId is not null) await StopInfraAsync(pod, cancellationToken).ConfigureAwait(false);
+        if (pod.NetworkAttached)
+        {
+            await cni.TearDownAsync(NetworkRequest(pod), cancellationToken).ConfigureAwait(false);
+            pod = pod with { NetworkAttached = false };
+        }
+        if (pod.Phase != PodSandboxPhase.NotReady)
+        {
+            pod = pod with { Phase = PodSandboxPhase.NotReady };
+            logger.LogInformation("Pod sandbox {Id} stopped", pod.Id);
+        }
+        await store.PutAsync(pod, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>Removes the pod and everything it holds. An unknown id is not an error (CRI: idempotent).</summary>
+    public async Task RemoveAsync(string podId, CancellationToken cancellationToken)
+    {
+        var pod = Find(podId);
+        if (pod is null) return;
+        await Containers.RemoveAllInPodAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        pod = store.Get(pod.Id);
+        if (pod is null) return;
+        var problems = await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
+        if (problems.Count > 0)
+        {
+            // Keep the record so that a retry (kubelet retries) finishes the job instead of leaking it.
+            await store.PutAsync(pod with { Phase = PodSandboxPhase.NotReady }, CancellationToken.None).ConfigureAwait(false);
+            throw new IOException($"pod sandbox {pod.Id} was only partly removed: {string.Join("; ", problems)}; retry RemovePodSandbox");
+        }
+        store.Delete(pod.Id);
+        reservedNames.TryRemove(new KeyValuePair<string, string>(pod.ReservationKey, pod.Id));
+        logger.LogInformation("Pod sandbox {Id} removed", pod.Id);
+    }
+
+    /// <summary>
+    /// Loads pods at start-up: rolls back those a crash caught half made, marks NotReady those whose
+    /// namespaces are gone (a reboot), and reserves the names of the rest.
+    /// </summary>
+    public async Task RecoverAsync(CancellationToken cancellationToken)
+    {
+        System.IO.Directory.CreateDirectory(podsDir);
+        store.Load();
+        foreach (var pod in store.All.ToList())
+        {
+            if (pod.Phase == PodSandboxPhase.Creating)
+            {
+                logger.LogWarning("Pod sandbox {Id} was being created when the daemon stopped; removing what was made", pod.Id);
+                await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
+                store.Delete(pod.Id);
+                continue;
+            }
+            reservedNames[pod.ReservationKey] = pod.Id;
+            bool namespacesGone = pod.NetworkNamespace is { } net && !Namespaces.IsPinned(net);
+            if (pod.Phase == PodSandboxPhase.Ready && namespacesGone)
+            {
+                logger.LogWarning("Pod sandbox {Id} lost its network namespace (the node rebooted?); it is NotReady now", pod.Id);
+                await store.PutAsync(pod with { Phase = PodSandboxPhase.NotReady }, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        // Pod directories no record owns were left by a crash before the first record write.
+        foreach (var dir in System.IO.Directory.EnumerateDirectories(podsDir))
+        {
+            string id = Path.GetFileName(dir);
+            if (store.Get(id) is not null) continue;
+            logger.LogWarning("Removing leftover pod directory {Dir}", dir);
+            foreach (var problem in ReleaseDirectory(dir)) logger.LogWarning("{Dir}: {Problem}", dir, problem);
+        }
+        logger.LogInformation("Recovered {Count} pod sandboxes", store.Count);
+    }
+
+    /// <summary>
+    /// Undoes every part of a pod that exists, in reverse order of creation; each step is idempotent
+    /// and runs even when an earlier one failed. Returns what could not be undone.
+    /// </summary>
+    private async Task<List<string>> ReleaseAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
+    {
+        var problems = new List<string>();
+        if (pod.InfraId is not null)
+            await Try(problems, "stop the infra process", () => StopInfraAsync(pod, cancellationToken)).ConfigureAwait(false);
+        if (pod.NetworkAttached)
+            await Try(problems, "detach the network (CNI DEL)", () => cni.TearDownAsync(NetworkRequest(pod), cancellationToken)).ConfigureAwait(false);
+        if (pod.OwnsCgroup)
+            await Try(problems, $"remove the pod cgroup {pod.CgroupParent}",
+                () => cgroups.KillAllAndRemoveAsync(pod.CgroupParent, CgroupKillTimeout, cancellationToken)).ConfigureAwait(false);
+        problems.AddRange(ReleaseDirectory(pod.Directory));
+        foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, problem);
+        return problems;
+    }
+
+    /// <summary>Unpins namespaces, unmounts shm and deletes a pod directory; returns what failed.</summary>
+    private static List<string> ReleaseDirectory(string dir)
+    {
+        var problems = new List<string>();
+        foreach (var kind in new[] { "net", "ipc", "uts" })
+            TryStep(problems, $"unpin the {kind} namespace", () => Namespaces.Unpin(Path.Combine(dir, "ns", kind)));
+        TryStep(problems, "unmount /dev/shm", () => PodFiles.UnmountShm(Path.Combine(dir, "shm")));
+        TryStep(problems, $"delete {dir}", () =>
+        {
+            // Never delete through a mount that is still there.
+            if (Mounts.IsMountPoint(Path.Combine(dir, "shm"))) throw new IOException("its shm is still mounted");
+            if (System.IO.Directory.Exists(dir)) System.IO.Directory.Delete(dir, recursive: true);
+        });
+        return problems;
+    }
+
+    private async Task StartInfraAsync(PodSandboxRecord pod, OciRuntime runtime, string hostname, CancellationToken cancellationToken)
+    {
+        string bundle = pod.InfraBundle;
+        string rootfs = Path.Combine(bundle, "rootfs");
+        System.IO.Directory.CreateDirectory(bundle);
+        RuntimeSpecBuilder.PrepareInfraRootfs(rootfs);
+        var spec = RuntimeSpecBuilder.BuildInfra(rootfs, pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace,
+            $"{pod.CgroupParent}/{pod.InfraId}", hostname);
+        RuntimeSpecBuilder.WriteBundle(bundle, spec);
+        await conmon.CreateContainerAsync(new ConmonCreateRequest
+        {
+            Id = pod.InfraId!,
+            Runtime = runtime,
+            BundleDir = bundle,
+            LogPath = Path.Combine(bundle, "infra.log"),
+            ExitDir = bundle,
+        }, cancellationToken).ConfigureAwait(false);
+        await runtime.StartAsync(pod.InfraId!, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task StopInfraAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
+    {
+        var runtime = runtimes.Resolve(pod.RuntimeHandler);
+        await runtime.KillAsync(pod.InfraId!, 9, all: true, cancellationToken).ConfigureAwait(false);
+        await runtime.DeleteAsync(pod.InfraId!, force: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    public static PodNetworkRequest NetworkRequest(PodSandboxRecord pod)
+    {
+        var c = pod.Config;
+        var ports = c.PortMappings
+            .Where(p => p.HostPort > 0)
+            .Select(p => new PodPortMapping(p.Protocol switch { Protocol.Udp => "udp", Protocol.Sctp => "sctp", _ => "tcp" },
+                p.ContainerPort, p.HostPort, string.IsNullOrEmpty(p.HostIp) ? null : p.HostIp))
+            .ToList();
+        PodDns? dns = c.DnsConfig is { } d ? new PodDns(d.Servers, d.Searches, d.Options) : null;
+        return new PodNetworkRequest(pod.Id, pod.NetworkNamespace ?? "", c.Metadata.Name, c.Metadata.Namespace, c.Metadata.Uid, ports, null, dns);
+    }
+
+    private static void Validate(PodSandboxConfig podConfig)
+    {
+        if (podConfig.Metadata is not { } m)
+            throw new ArgumentException("config.metadata is missing: a pod sandbox needs a name, namespace and uid");
+        if (string.IsNullOrWhiteSpace(m.Name)) throw new ArgumentException("config.metadata.name is empty: give the pod sandbox a name");
+        if (string.IsNullOrWhiteSpace(m.Namespace)) throw new ArgumentException("config.metadata.namespace is empty: give the pod sandbox a namespace");
+        if (string.IsNullOrWhiteSpace(m.Uid)) throw new ArgumentException("config.metadata.uid is empty: give the pod sandbox a uid");
+        foreach (var p in podConfig.PortMappings)
+        {
+            if (p.ContainerPort is <= 0 or > 65535)
+                throw new ArgumentException($"config.port_mappings: container_port {p.ContainerPort} is not a port number (1-65535)");
+            if (p.HostPort is < 0 or > 65535)
+                throw new ArgumentException($"config.port_mappings: host_port {p.HostPort} is not a port number (0-65535)");
+        }
+        var cgroupParent = podConfig.Linux?.CgroupParent;
+        if (!string.IsNullOrEmpty(cgroupParent) && (!cgroupParent.StartsWith('/') || cgroupParent.Split('/').Contains("..")))
+            throw new ArgumentException($"config.linux.cgroup_parent '{cgroupParent}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
+        if (podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid == NamespaceMode.Target)
+            throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
+    }
+
+    private static string PodHostname(PodSandboxConfig podConfig) =>
+        string.IsNullOrEmpty(podConfig.Hostname) ? podConfig.Metadata.Name : podConfig.Hostname;
+
+    private static long ShmSize(PodSandboxConfig podConfig) => PodFiles.DefaultShmSize;
+
+    public static long NowNanos() => (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100;
+
+    public static string NewId() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+
+    private static async Task Try(List<string> problems, string what, Func<Task> step)
+    {
+        try
+        {
+            await step().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            problems.Add($"could not {what}: {e.Message}");
+        }
+    }
+
+    private static void TryStep(List<string> problems, string what, Action step)
+    {
+        try
+        {
+            step();
+        }
+        catch (Exception e)
+        {
+            problems.Add($"could not {what}: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Text.Json.Serialization;
+using CriRuntime.State;
+using Runtime.V1;
+
+namespace CriRuntime.Pods;
+
+public enum PodSandboxPhase
+{
+    /// <summary>Being set up; a record found in this phase at start-up is rolled back.</summary>
+    Creating,
+    Ready,
+    NotReady,
+}
+
+/// <summary>
+/// What the node knows about one pod sandbox. Immutable: a change writes a new record. Everything a
+/// restarted daemon needs to answer, stop or clean up the pod is here.
+/// </summary>
+public sealed record PodSandboxRecord : IRecord
+{
+    private PodSandboxConfig? config;
+
+    public required string Id { get; init; }
+
+    /// <summary>The PodSandboxConfig as received, protobuf-encoded.</summary>
+    public required byte[] ConfigBytes { get; init; }
+
+    public required string RuntimeHandler { get; init; }
+    public required PodSandboxPhase Phase { get; init; }
+
+    /// <summary>Nanoseconds since the Unix epoch, as CRI reports times.</summary>
+    public required long CreatedAt { get; init; }
+
+    /// <summary>Per-pod directory under the state dir: namespace pins, etc files, shm, infra bundle.</summary>
+    public required string Directory { get; init; }
+
+    public string? NetworkNamespace { get; init; }
+    public string? IpcNamespace { get; init; }
+    public string? UtsNamespace { get; init; }
+
+    /// <summary>The pod's tmpfs for /dev/shm; null when the pod uses the host's IPC namespace.</summary>
+    public string? ShmPath { get; init; }
+
+    /// <summary>The cgroup the pod's containers live under (cgroupfs path).</summary>
+    public required string CgroupParent { get; init; }
+
+    /// <summary>True when we made <see cref="CgroupParent"/> (no kubelet did), so we remove it too.</summary>
+    public bool OwnsCgroup { get; init; }
+
+    /// <summary>CNI ADD succeeded and no DEL has run since.</summary>
+    public bool NetworkAttached { get; init; }
+
+    public IReadOnlyList<string> Ips { get; init; } = [];
+
+    /// <summary>Runtime id of the catatonit infra process, when the pod shares one PID namespace.</summary>
+    public string? InfraId { get; init; }
+
+    [JsonIgnore]
+    public PodSandboxConfig Config => config ??= PodSandboxConfig.Parser.ParseFrom(ConfigBytes);
+
+    /// <summary>The name that makes a pod unique: name, namespace, uid and attempt, as kubelet and containerd see it.</summary>
+    [JsonIgnore]
+    public string ReservationKey => ReservationKeyOf(Config.Metadata);
+
+    public static string ReservationKeyOf(PodSandboxMetadata metadata) =>
+        $"{metadata.Name}_{metadata.Namespace}_{metadata.Uid}_{metadata.Attempt}";
+
+    [JsonIgnore]
+    public bool HostNetwork => Config.Linux?.SecurityContext?.NamespaceOptions?.Network == NamespaceMode.Node;
+
+    [JsonIgnore]
+    public NamespaceMode PidMode => Config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
+
+    [JsonIgnore]
+    public string InfraBundle => Path.Combine(Directory, "infra");
+}
