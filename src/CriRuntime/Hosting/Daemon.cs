@@ -2,7 +2,11 @@ using System.Net;
 using CriRuntime.Config;
 using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
-using CriRuntime.Network;
+using CriRuntime.Containers;
+using CriRuntime.Native;
+using CriRuntime.Network.Cni;
+using CriRuntime.Oci;
+using CriRuntime.Pods;
 using CriRuntime.Server;
 using CriRuntime.Storage;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -53,7 +57,12 @@ internal static class Daemon
         try
         {
             // Recover before serving: the first List a kubelet sends must already be right.
+            // The container manager first: it tells the image manager which images are in use.
+            var containers = app.Services.GetRequiredService<ContainerManager>();
             await app.Services.GetRequiredService<ImageManager>().InitializeAsync(CancellationToken.None).ConfigureAwait(false);
+            await app.Services.GetRequiredService<PodSandboxManager>().RecoverAsync(CancellationToken.None).ConfigureAwait(false);
+            await containers.RecoverAsync(CancellationToken.None).ConfigureAwait(false);
+            app.Services.GetRequiredService<ExitMonitor>().Start();
         }
         catch (Exception e)
         {
@@ -97,7 +106,14 @@ internal static class Daemon
         services.AddSingleton(sp => new RegistryClient(sp.GetRequiredService<RegistryHosts>(), sp.GetRequiredService<ILogger<RegistryClient>>(),
             TimeSpan.FromSeconds(config.Registry.RequestTimeoutSeconds)));
         services.AddSingleton<ImageManager>();
-        services.AddSingleton(_ => new CniConfigProbe(config.Cni.ConfDir));
+        services.AddSingleton(_ => Cgroups.Detect());
+        services.AddSingleton(sp => new CniManager(config.Cni.ConfDir, config.Cni.BinDirs, Path.Combine(config.Root, "cni", "results"),
+            sp.GetRequiredService<ILogger<CniManager>>(), TimeSpan.FromSeconds(60)));
+        services.AddSingleton(sp => new Conmon(config.Runtime.Conmon, sp.GetRequiredService<ILogger<Conmon>>()));
+        services.AddSingleton<RuntimeHandlers>();
+        services.AddSingleton<PodSandboxManager>();
+        services.AddSingleton<ContainerManager>();
+        services.AddSingleton<ExitMonitor>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)

@@ -1,5 +1,7 @@
 using CriRuntime.Config;
-using CriRuntime.Network;
+using CriRuntime.Containers;
+using CriRuntime.Network.Cni;
+using CriRuntime.Pods;
 using Runtime.V1;
 
 namespace CriRuntime.Server;
@@ -8,6 +10,11 @@ namespace CriRuntime.Server;
 /// The CRI RuntimeService. Each RPC lives in the file named after it; an RPC with no file here is
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
-internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniConfigProbe cni) : RuntimeService.RuntimeServiceBase
+internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodSandboxManager pods, ContainerManager containers)
+    : RuntimeService.RuntimeServiceBase
 {
+    private static void RequireId(string id, string field)
+    {
+        if (string.IsNullOrWhiteSpace(id)) throw new ArgumentException($"{field} is empty: give the id (ListPodSandbox / ListContainers show them)");
+    }
 }

@@ -8,12 +8,12 @@ internal sealed partial class CriRuntimeService
 {
     public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
-        var (networkConfig, problem) = cni.Probe();
+        var network = cni.Status;
         var status = new RuntimeStatus();
         status.Conditions.Add(new RuntimeCondition { Type = "RuntimeReady", Status = true });
-        status.Conditions.Add(networkConfig is not null
+        status.Conditions.Add(network.Ready
             ? new RuntimeCondition { Type = "NetworkReady", Status = true }
-            : new RuntimeCondition { Type = "NetworkReady", Status = false, Reason = "NetworkPluginNotReady", Message = $"Network plugin returns error: {problem}" });
+            : new RuntimeCondition { Type = "NetworkReady", Status = false, Reason = network.Reason ?? "NetworkPluginNotReady", Message = $"Network plugin returns error: {network.Message}" });
 
         var response = new StatusResponse { Status = status };
         // The empty name stands for the default handler, as the API comments define it.
@@ -31,7 +31,8 @@ internal sealed partial class CriRuntimeService
                 defaultPlatform = config.Registry.DefaultPlatform,
                 cniConfDir = config.Cni.ConfDir,
                 cniBinDirs = config.Cni.BinDirs,
-                cniConfig = networkConfig,
+                cniConfig = network.ConfigFile,
+                cniNetwork = network.NetworkName,
                 defaultRuntimeHandler = config.Runtime.DefaultHandler,
             });
         }

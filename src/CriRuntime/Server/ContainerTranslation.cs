@@ -1,0 +1,94 @@
+using System.Text.Json;
+using CriRuntime.Containers;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+/// <summary>Container records as CRI messages, and the ListContainers filter.</summary>
+internal static class ContainerTranslation
+{
+    public static ContainerState StateOf(ContainerRecord c) => c.Phase switch
+    {
+        ContainerPhase.Created => ContainerState.ContainerCreated,
+        ContainerPhase.Running => ContainerState.ContainerRunning,
+        ContainerPhase.Exited => ContainerState.ContainerExited,
+        _ => ContainerState.ContainerUnknown,
+    };
+
+    public static Container ToWire(ContainerRecord c) => new()
+    {
+        Id = c.Id,
+        PodSandboxId = c.PodSandboxId,
+        Metadata = c.Config.Metadata,
+        Image = ImageSpecOf(c),
+        ImageRef = c.ImageRef,
+        ImageId = c.ImageId,
+        State = StateOf(c),
+        CreatedAt = c.CreatedAt,
+        Labels = { c.Config.Labels },
+        Annotations = { c.Config.Annotations },
+    };
+
+    public static ContainerStatus StatusOf(ContainerRecord c)
+    {
+        var status = new ContainerStatus
+        {
+            Id = c.Id,
+            Metadata = c.Config.Metadata,
+            State = StateOf(c),
+            CreatedAt = c.CreatedAt,
+            StartedAt = c.StartedAt,
+            FinishedAt = c.FinishedAt,
+            ExitCode = c.ExitCode,
+            Image = ImageSpecOf(c),
+            ImageRef = c.ImageRef,
+            ImageId = c.ImageId,
+            Reason = c.Reason,
+            Message = c.Message,
+            Labels = { c.Config.Labels },
+            Annotations = { c.Config.Annotations },
+            LogPath = c.LogPath,
+        };
+        status.Mounts.AddRange(c.Config.Mounts.Select(m => m.Clone()));
+        if (c.Config.Linux?.Resources is { } resources)
+            status.Resources = new ContainerResources { Linux = resources.Clone() };
+        return status;
+    }
+
+    public static string VerboseInfo(ContainerRecord c)
+    {
+        JsonElement? spec = null;
+        try
+        {
+            string path = Path.Combine(c.Bundle, "config.json");
+            if (File.Exists(path)) spec = JsonDocument.Parse(File.ReadAllBytes(path)).RootElement;
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+        }
+        return JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["sandboxID"] = c.PodSandboxId,
+            ["pid"] = c.Phase == ContainerPhase.Running ? c.Pid : 0,
+            ["runtimeHandler"] = c.RuntimeHandler,
+            ["bundle"] = c.Bundle,
+            ["rootfs"] = c.Rootfs,
+            ["cgroupsPath"] = c.CgroupsPath,
+            ["runtimeSpec"] = spec,
+            ["config"] = JsonDocument.Parse(Google.Protobuf.JsonFormatter.Default.Format(c.Config)).RootElement,
+        }, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    public static IEnumerable<ContainerRecord> Filter(IEnumerable<ContainerRecord> containers, ContainerFilter? filter)
+    {
+        if (filter is null) return containers;
+        return containers.Where(c =>
+            (string.IsNullOrEmpty(filter.Id) || c.Id.StartsWith(filter.Id, StringComparison.Ordinal))
+            && (string.IsNullOrEmpty(filter.PodSandboxId) || c.PodSandboxId.StartsWith(filter.PodSandboxId, StringComparison.Ordinal))
+            && (filter.State is null || StateOf(c) == filter.State.State)
+            && Labels.Match(c.Config.Labels, filter.LabelSelector));
+    }
+
+    // The image as the container was asked to run it (what crictl ps shows), annotations included.
+    private static ImageSpec ImageSpecOf(ContainerRecord c) => c.Config.Image?.Clone() ?? new ImageSpec { Image = c.ImageId };
+}

@@ -1,0 +1,22 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+internal sealed partial class CriRuntimeService
+{
+    public override async Task<ExecSyncResponse> ExecSync(ExecSyncRequest request, ServerCallContext context)
+    {
+        RequireId(request.ContainerId, "container_id");
+        if (request.Timeout < 0) throw new ArgumentException($"timeout {request.Timeout} is negative: give seconds, or 0 for none");
+        var result = await containers.ExecSyncAsync(request.ContainerId, request.Cmd, TimeSpan.FromSeconds(request.Timeout), context.CancellationToken)
+            .ConfigureAwait(false);
+        return new ExecSyncResponse
+        {
+            Stdout = ByteString.CopyFrom(result.Stdout),
+            Stderr = ByteString.CopyFrom(result.Stderr),
+            ExitCode = result.ExitCode,
+        };
+    }
+}

@@ -1,0 +1,20 @@
+using Grpc.Core;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+internal sealed partial class CriRuntimeService
+{
+    public override Task<PodSandboxStatusResponse> PodSandboxStatus(PodSandboxStatusRequest request, ServerCallContext context)
+    {
+        RequireId(request.PodSandboxId, "pod_sandbox_id");
+        var pod = pods.Get(request.PodSandboxId);
+        var response = new PodSandboxStatusResponse
+        {
+            Status = PodTranslation.StatusOf(pod),
+            Timestamp = Pods.PodSandboxManager.NowNanos(),
+        };
+        if (request.Verbose) response.Info["info"] = PodTranslation.VerboseInfo(pod);
+        return Task.FromResult(response);
+    }
+}

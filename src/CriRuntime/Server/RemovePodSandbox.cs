@@ -1,0 +1,14 @@
+using Grpc.Core;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+internal sealed partial class CriRuntimeService
+{
+    public override async Task<RemovePodSandboxResponse> RemovePodSandbox(RemovePodSandboxRequest request, ServerCallContext context)
+    {
+        RequireId(request.PodSandboxId, "pod_sandbox_id");
+        await pods.RemoveAsync(request.PodSandboxId, context.CancellationToken).ConfigureAwait(false);
+        return new RemovePodSandboxResponse();
+    }
+}

@@ -1,0 +1,14 @@
+using Grpc.Core;
+using Runtime.V1;
+
+namespace CriRuntime.Server;
+
+internal sealed partial class CriRuntimeService
+{
+    public override async Task<StartContainerResponse> StartContainer(StartContainerRequest request, ServerCallContext context)
+    {
+        RequireId(request.ContainerId, "container_id");
+        await containers.StartAsync(request.ContainerId, context.CancellationToken).ConfigureAwait(false);
+        return new StartContainerResponse();
+    }
+}
