@@ -1,0 +1,100 @@
+using System.Net;
+using System.Net.Sockets;
+using CriRuntime.TestSupport;
+using Runtime.V1;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CriRuntime.IntegrationTests.Pods;
+
+/// <summary>Pod networking through the CNI bridge and portmap plugins: the pod IP, host ports, the pod's own localhost.</summary>
+[Collection(RegistryCollection.Name)]
+public sealed class PodNetworkTests(RegistryFixture registry, ITestOutputHelper output) : PodTest(registry, output)
+{
+    [Fact]
+    public async Task PodIp_HostPort_AndLocalhostBetweenContainers()
+    {
+        await StartPodDaemonAsync();
+        int hostPort = FreeLoopbackPort();
+        var pod = await RunPodAsync("net", c => c.PortMappings.Add(new PortMapping
+        {
+            Protocol = Protocol.Tcp,
+            ContainerPort = 8080,
+            HostPort = hostPort,
+            HostIp = "127.0.0.1",
+        }));
+        string web = await CreateAndStartAsync(pod, "web",
+            Sh("echo hi-from-web > /tmp/index.html; exec /bin/busybox httpd -f -p 8080 -h /tmp"));
+        // Listens on the pod's loopback only: reachable from the pod's other containers, not from outside.
+        string local = await CreateAndStartAsync(pod, "local",
+            Sh("echo hi-from-localhost > /tmp/index.html; exec /bin/busybox httpd -f -p 127.0.0.1:9000 -h /tmp"));
+        string client = await CreateAndStartAsync(pod, "client", ["sleep", "3600"]);
+        var ip = await PodIpAsync(pod.Id);
+
+        Assert.Equal("hi-from-web\n", await HttpGetAsync($"http://{ip}:8080/index.html"));
+        Assert.Equal("hi-from-web\n", await HttpGetAsync($"http://127.0.0.1:{hostPort}/index.html"));
+
+        string fromClient = "";
+        bool answered = await EventuallyAsync(async () =>
+        {
+            var r = await ExecSyncAsync(client, ["wget", "-qO-", "http://127.0.0.1:9000/index.html"], timeoutSeconds: 10);
+            fromClient = $"exit {r.ExitCode}: {r.Stdout.ToStringUtf8()}{r.Stderr.ToStringUtf8()}";
+            return r.ExitCode == 0 && r.Stdout.ToStringUtf8() == "hi-from-localhost\n";
+        }, TimeSpan.FromSeconds(15));
+        Assert.True(answered, $"container 'client' did not reach 'local' on 127.0.0.1:9000 of their pod: {fromClient}");
+        var refused = await Assert.ThrowsAnyAsync<SocketException>(() => ConnectAsync(ip, 9000));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+
+        // The pod's containers share its UTS namespace too.
+        Assert.Equal("net\n", await ExecOkAsync(client, "hostname"));
+
+        await StopPodAsync(pod.Id);
+        await RemovePodAsync(pod.Id);
+        await AssertNothingLeftAsync([pod], [web, local, client], [ip.ToString()]);
+        // With the portmap rules gone, nothing answers on the host port any more.
+        await Assert.ThrowsAnyAsync<SocketException>(() => ConnectAsync(IPAddress.Loopback, hostPort));
+    }
+
+    /// <summary>A port nothing listens on at 127.0.0.1 right now.</summary>
+    private static int FreeLoopbackPort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    private static async Task ConnectAsync(IPAddress address, int port)
+    {
+        using var tcp = new TcpClient();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await tcp.ConnectAsync(address, port, cts.Token);
+    }
+
+    /// <summary>GET <paramref name="url"/> until it answers 200 (the server may still be starting); returns the body.</summary>
+    private async Task<string> HttpGetAsync(string url)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(5) };
+        string last = "";
+        string? body = null;
+        await EventuallyAsync(async () =>
+        {
+            try
+            {
+                using var response = await http.GetAsync(url);
+                last = $"HTTP {(int)response.StatusCode}";
+                if (!response.IsSuccessStatusCode) return false;
+                body = await response.Content.ReadAsStringAsync();
+                return true;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                last = e.Message;
+                return false;
+            }
+        }, TimeSpan.FromSeconds(20));
+        return body ?? throw Failure($"GET {url} did not answer within 20 s: {last}\nbridge {Network.BridgeName} ports: {string.Join(", ", Network.BridgePorts())}\n" +
+            $"NAT rules for the test subnet:\n{string.Join('\n', await CniTestNetwork.NatRulesMentioningAsync([$"10.200.{Network.ThirdOctet}."]))}");
+    }
+}
