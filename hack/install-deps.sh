@@ -13,6 +13,7 @@ PACKAGES=(
   iptables iproute2
   apache2-utils   # htpasswd -B for registry basic-auth tests
   ca-certificates curl jq
+  clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
 )
 
 if [[ $(id -u) -ne 0 ]]; then

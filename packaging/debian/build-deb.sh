@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds _output/criruntime_<version>_<arch>.deb: a self-contained daemon (nodes have no .NET),
+# Builds _output/criruntime_<version>_<arch>.deb: the Native AOT daemon (nodes need no .NET),
 # the systemd unit and the default config as a conffile. Needs the .NET SDK and dpkg-deb.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,8 +12,8 @@ rm -rf "$stage"
 mkdir -p "$stage/DEBIAN" "$stage/usr/lib/criruntime" "$stage/usr/bin" "$stage/lib/systemd/system" \
   "$stage/etc/criruntime/certs.d" "$stage/usr/share/doc/criruntime"
 
-dotnet publish src/CriRuntime/CriRuntime.csproj -c Release -r "$rid" --self-contained true \
-  -p:PublishTrimmed=false -o "$stage/usr/lib/criruntime" --nologo -v quiet
+dotnet publish src/CriRuntime/CriRuntime.csproj -c Release -r "$rid" -o "$stage/usr/lib/criruntime" --nologo -v quiet
+rm -f "$stage"/usr/lib/criruntime/*.dbg "$stage"/usr/lib/criruntime/*.pdb
 ln -s ../lib/criruntime/criruntime "$stage/usr/bin/criruntime"
 install -m 0644 packaging/systemd/criruntime.service "$stage/lib/systemd/system/criruntime.service"
 "$stage/usr/lib/criruntime/criruntime" config default >"$stage/etc/criruntime/config.toml"
@@ -24,7 +24,7 @@ Package: criruntime
 Version: ${version}
 Architecture: ${arch}
 Maintainer: criruntime developers <criruntime@localhost>
-Depends: runc | crun, conmon, containernetworking-plugins, iptables, libc6, libstdc++6, zlib1g, libicu72 | libicu-dev
+Depends: runc | crun, conmon, containernetworking-plugins, iptables, libc6, zlib1g
 Recommends: crun, catatonit
 Section: admin
 Priority: optional

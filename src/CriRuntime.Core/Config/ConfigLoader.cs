@@ -332,7 +332,8 @@ internal sealed class TomlDocument
             SyntaxParser.ParseStrict(text, sourceName, true);
             var store = new TomlMetadataStore();
             var options = new TomlSerializerOptions { SourceName = sourceName, MetadataStore = store };
-            var root = TomlSerializer.Deserialize<TomlTable>(text, options) ?? new TomlTable();
+            // Through a source-generated context: no reflection, so the daemon can be compiled ahead of time.
+            var root = TomlSerializer.Deserialize<TomlTable>(text, new ConfigTomlContext(options)) ?? new TomlTable();
             return new TomlDocument(sourceName, root, store);
         }
         catch (TomlException e)
@@ -483,5 +484,14 @@ internal static class Suggest
             }
         }
         return d[a.Length, b.Length];
+    }
+}
+
+/// <summary>Source-generated TOML (de)serialization of the generic table model the loader walks.</summary>
+[Tomlyn.Serialization.TomlSerializable(typeof(TomlTable))]
+internal sealed partial class ConfigTomlContext : Tomlyn.Serialization.TomlSerializerContext
+{
+    public ConfigTomlContext(TomlSerializerOptions options) : base(options)
+    {
     }
 }

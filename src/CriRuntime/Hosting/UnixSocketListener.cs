@@ -8,6 +8,10 @@ namespace CriRuntime.Hosting;
 /// </summary>
 internal static class UnixSocketListener
 {
+    // .NET unlinks a unix socket's path when its Socket is disposed or finalized. Kestrel serves the
+    // descriptor, so this object must never be collected: it would delete the path under the daemon.
+    internal static Socket? Listening { get; private set; }
+
     /// <summary>Binds and listens; returns the listening descriptor, now owned by whoever serves it.</summary>
     public static ulong Bind(string path)
     {
@@ -35,6 +39,8 @@ internal static class UnixSocketListener
             // Kestrel wraps the descriptor in a socket of its own and closes it at shutdown;
             // ours must never close it too (the number could by then be another file's).
             socket.SafeHandle.SetHandleAsInvalid();
+            GC.SuppressFinalize(socket);
+            Listening = socket;
             return handle;
         }
         catch (SocketException e)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using CriRuntime.Containers;
 using Runtime.V1;
 
@@ -57,16 +58,17 @@ internal static class ContainerTranslation
 
     public static string VerboseInfo(ContainerRecord c)
     {
-        JsonElement? spec = null;
+        JsonNode? spec = null;
         try
         {
             string path = Path.Combine(c.Bundle, "config.json");
-            if (File.Exists(path)) spec = JsonDocument.Parse(File.ReadAllBytes(path)).RootElement;
+            if (File.Exists(path)) spec = JsonNode.Parse(File.ReadAllBytes(path));
         }
         catch (Exception e) when (e is IOException or JsonException)
         {
+            // Being removed meanwhile: the info simply has no spec.
         }
-        return JsonSerializer.Serialize(new Dictionary<string, object?>
+        return new JsonObject
         {
             ["sandboxID"] = c.PodSandboxId,
             ["pid"] = c.Phase == ContainerPhase.Running ? c.Pid : 0,
@@ -75,8 +77,8 @@ internal static class ContainerTranslation
             ["rootfs"] = c.Rootfs,
             ["cgroupsPath"] = c.CgroupsPath,
             ["runtimeSpec"] = spec,
-            ["config"] = JsonDocument.Parse(Google.Protobuf.JsonFormatter.Default.Format(c.Config)).RootElement,
-        }, new JsonSerializerOptions { WriteIndented = true });
+            ["config"] = JsonNode.Parse(Google.Protobuf.JsonFormatter.Default.Format(c.Config)),
+        }.ToJsonString(PodTranslation.Indented);
     }
 
     public static IEnumerable<ContainerRecord> Filter(IEnumerable<ContainerRecord> containers, ContainerFilter? filter)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using CriRuntime.Pods;
 using Runtime.V1;
 
@@ -54,7 +55,7 @@ internal static class PodTranslation
     }
 
     /// <summary>The verbose "info" entry, in the spirit of containerd's: what a person debugging the pod needs.</summary>
-    public static string VerboseInfo(PodSandboxRecord pod) => JsonSerializer.Serialize(new Dictionary<string, object?>
+    public static string VerboseInfo(PodSandboxRecord pod) => new JsonObject
     {
         ["id"] = pod.Id,
         ["runtimeHandler"] = pod.RuntimeHandler,
@@ -64,10 +65,12 @@ internal static class PodTranslation
         ["shm"] = pod.ShmPath,
         ["cgroupParent"] = pod.CgroupParent,
         ["infraId"] = pod.InfraId,
-        ["ips"] = pod.Ips,
+        ["ips"] = new JsonArray([.. pod.Ips.Select(ip => (JsonNode)JsonValue.Create(ip))]),
         ["networkAttached"] = pod.NetworkAttached,
-        ["config"] = JsonDocument.Parse(Google.Protobuf.JsonFormatter.Default.Format(pod.Config)).RootElement,
-    }, new JsonSerializerOptions { WriteIndented = true });
+        ["config"] = JsonNode.Parse(Google.Protobuf.JsonFormatter.Default.Format(pod.Config)),
+    }.ToJsonString(Indented);
+
+    internal static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     public static IEnumerable<PodSandboxRecord> Filter(IEnumerable<PodSandboxRecord> pods, PodSandboxFilter? filter)
     {

@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using Grpc.Core;
 using Runtime.V1;
 
@@ -22,19 +22,19 @@ internal sealed partial class CriRuntimeService
             response.RuntimeHandlers.Add(new RuntimeHandler { Name = name, Features = new RuntimeHandlerFeatures() });
         if (request.Verbose)
         {
-            response.Info["config"] = JsonSerializer.Serialize(new
+            response.Info["config"] = new JsonObject
             {
-                socket = config.Socket,
-                root = config.Root,
-                state = config.State,
-                registryConfigPath = config.Registry.ConfigPath,
-                defaultPlatform = config.Registry.DefaultPlatform,
-                cniConfDir = config.Cni.ConfDir,
-                cniBinDirs = config.Cni.BinDirs,
-                cniConfig = network.ConfigFile,
-                cniNetwork = network.NetworkName,
-                defaultRuntimeHandler = config.Runtime.DefaultHandler,
-            });
+                ["socket"] = config.Socket,
+                ["root"] = config.Root,
+                ["state"] = config.State,
+                ["registryConfigPath"] = config.Registry.ConfigPath,
+                ["defaultPlatform"] = config.Registry.DefaultPlatform,
+                ["cniConfDir"] = config.Cni.ConfDir,
+                ["cniBinDirs"] = new JsonArray([.. config.Cni.BinDirs.Select(d => (JsonNode)JsonValue.Create(d))]),
+                ["cniConfig"] = network.ConfigFile,
+                ["cniNetwork"] = network.NetworkName,
+                ["defaultRuntimeHandler"] = config.Runtime.DefaultHandler,
+            }.ToJsonString();
         }
         return Task.FromResult(response);
     }

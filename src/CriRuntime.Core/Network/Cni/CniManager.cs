@@ -284,7 +284,7 @@ public sealed class CniManager : IDisposable
         {
             var mapping = new JsonObject { ["hostPort"] = p.HostPort, ["containerPort"] = p.ContainerPort, ["protocol"] = p.Protocol.ToLowerInvariant() };
             if (!string.IsNullOrEmpty(p.HostIp)) mapping["hostIP"] = p.HostIp;
-            ports.Add(mapping);
+            ports.Add((JsonNode)mapping);
         }
         var args = new JsonObject { ["portMappings"] = ports };
         if (request.Bandwidth is { } b)

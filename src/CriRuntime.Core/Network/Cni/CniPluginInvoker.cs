@@ -83,7 +83,7 @@ internal sealed class CniPluginInvoker(IReadOnlyList<string> binDirs, TimeSpan t
         {
             try
             {
-                await process.StandardInput.BaseStream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(config), deadline.Token).ConfigureAwait(false);
+                await process.StandardInput.BaseStream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(config.ToJsonString()), deadline.Token).ConfigureAwait(false);
                 process.StandardInput.Close();
             }
             catch (IOException)

@@ -45,7 +45,7 @@ internal sealed class CniResultCache(string directory)
         var attachments = new JsonArray();
         foreach (var a in entry.Attachments)
         {
-            attachments.Add(new JsonObject
+            attachments.Add((JsonNode)new JsonObject
             {
                 ["ifName"] = a.IfName,
                 ["configFile"] = a.ConfigFile,
@@ -64,7 +64,7 @@ internal sealed class CniResultCache(string directory)
             ["capabilityArgs"] = entry.CapabilityArgs.DeepClone(),
             ["attachments"] = attachments,
         };
-        await AtomicFile.WriteAllBytesAsync(PathOf(entry.SandboxId), JsonSerializer.SerializeToUtf8Bytes(root), ct).ConfigureAwait(false);
+        await AtomicFile.WriteAllBytesAsync(PathOf(entry.SandboxId), System.Text.Encoding.UTF8.GetBytes(root.ToJsonString()), ct).ConfigureAwait(false);
     }
 
     /// <summary>The entry, or null when there is none.</summary>

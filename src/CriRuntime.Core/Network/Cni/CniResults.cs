@@ -86,7 +86,7 @@ internal static class CniResults
             if (legacy[key] is not JsonObject config) continue;
             var ip = new JsonObject { ["version"] = family, ["address"] = config["ip"]?.DeepClone() };
             if (config["gateway"] is JsonNode gateway) ip["gateway"] = gateway.DeepClone();
-            ips.Add(ip);
+            ips.Add((JsonNode)ip);
             if (config["routes"] is JsonArray r)
                 foreach (var route in r) routes.Add(route?.DeepClone());
         }
