@@ -90,6 +90,11 @@ public sealed class PodSandboxManager
         bool hostNetwork = namespaceOptions?.Network == NamespaceMode.Node;
         bool hostIpc = namespaceOptions?.Ipc == NamespaceMode.Node;
         string cgroupParent = string.IsNullOrEmpty(podConfig.Linux?.CgroupParent) ? $"{DefaultCgroupRoot}/{id}" : podConfig.Linux!.CgroupParent;
+        var kinds = (hostNetwork ? NamespaceKinds.None : NamespaceKinds.Network | NamespaceKinds.Uts)
+                    | (hostIpc ? NamespaceKinds.None : NamespaceKinds.Ipc);
+        string nsDir = Path.Combine(dir, "ns");
+        // The record names everything the pod will hold before any of it exists: one durable write
+        // covers a crash at any later point, because every release step tolerates what is missing.
         var pod = new PodSandboxRecord
         {
             Id = id,
@@ -100,58 +105,39 @@ public sealed class PodSandboxManager
             Directory = dir,
             CgroupParent = cgroupParent,
             OwnsCgroup = !cgroups.Exists(cgroupParent),
+            ShmPath = hostIpc ? null : Path.Combine(dir, "shm"),
+            NetworkNamespace = kinds.HasFlag(NamespaceKinds.Network) ? Path.Combine(nsDir, "net") : null,
+            IpcNamespace = kinds.HasFlag(NamespaceKinds.Ipc) ? Path.Combine(nsDir, "ipc") : null,
+            UtsNamespace = kinds.HasFlag(NamespaceKinds.Uts) ? Path.Combine(nsDir, "uts") : null,
+            NetworkAttached = !hostNetwork,
+            InfraId = PidModeOf(podConfig) == NamespaceMode.Pod ? id : null,
         };
 
         try
         {
-            // Persisted first: if we crash from here on, start-up finds a Creating pod and undoes it.
             await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
             System.IO.Directory.CreateDirectory(dir);
 
             string hostname = hostNetwork ? Environment.MachineName : PodHostname(podConfig);
             PodFiles.WriteAll(dir, hostname, podConfig.DnsConfig);
-            if (!hostIpc)
-            {
-                pod = pod with { ShmPath = Path.Combine(dir, "shm") };
-                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
-                PodFiles.MountShm(pod.ShmPath, ShmSize(podConfig));
-            }
+            if (pod.ShmPath is not null) PodFiles.MountShm(pod.ShmPath, ShmSize(podConfig));
 
-            var kinds = (hostNetwork ? NamespaceKinds.None : NamespaceKinds.Network | NamespaceKinds.Uts)
-                        | (hostIpc ? NamespaceKinds.None : NamespaceKinds.Ipc);
             if (kinds != NamespaceKinds.None)
             {
-                // Recorded before they exist so that a crash in between still finds the pins to remove.
-                var nsDir = Path.Combine(dir, "ns");
-                pod = pod with
-                {
-                    NetworkNamespace = kinds.HasFlag(NamespaceKinds.Network) ? Path.Combine(nsDir, "net") : null,
-                    IpcNamespace = kinds.HasFlag(NamespaceKinds.Ipc) ? Path.Combine(nsDir, "ipc") : null,
-                    UtsNamespace = kinds.HasFlag(NamespaceKinds.Uts) ? Path.Combine(nsDir, "uts") : null,
-                };
-                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
                 System.IO.Directory.CreateDirectory(nsDir);
-                var pinned = await Namespaces.CreatePinnedAsync(nsDir, kinds, hostname, cancellationToken).ConfigureAwait(false);
-                pod = pod with { NetworkNamespace = pinned.NetworkPath, IpcNamespace = pinned.IpcPath, UtsNamespace = pinned.UtsPath };
+                await Namespaces.CreatePinnedAsync(nsDir, kinds, hostname, cancellationToken).ConfigureAwait(false);
             }
 
             cgroups.Create(cgroupParent);
             if (pod.OwnsCgroup) cgroups.SetResources(cgroupParent, podConfig.Linux?.Resources);
 
-            if (!hostNetwork)
+            if (pod.NetworkAttached)
             {
-                pod = pod with { NetworkAttached = true };
-                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
                 var network = await cni.SetUpAsync(NetworkRequest(pod), cancellationToken).ConfigureAwait(false);
                 pod = pod with { Ips = network.Ips };
             }
 
-            if (pod.PidMode == NamespaceMode.Pod)
-            {
-                pod = pod with { InfraId = id };
-                await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
-                await StartInfraAsync(pod, runtime, hostname, cancellationToken).ConfigureAwait(false);
-            }
+            if (pod.InfraId is not null) await StartInfraAsync(pod, runtime, hostname, cancellationToken).ConfigureAwait(false);
 
             pod = pod with { Phase = PodSandboxPhase.Ready };
             await store.PutAsync(pod, CancellationToken.None).ConfigureAwait(false);
@@ -306,6 +292,8 @@ public sealed class PodSandboxManager
     private async Task StopInfraAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
     {
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
+        // Never made (a rollback), or already gone: nothing to stop.
+        if (await runtime.StateAsync(pod.InfraId!, cancellationToken).ConfigureAwait(false) is null) return;
         await runtime.KillAsync(pod.InfraId!, 9, all: true, cancellationToken).ConfigureAwait(false);
         await runtime.DeleteAsync(pod.InfraId!, force: true, cancellationToken).ConfigureAwait(false);
     }
@@ -342,6 +330,9 @@ public sealed class PodSandboxManager
         if (podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid == NamespaceMode.Target)
             throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
     }
+
+    private static NamespaceMode PidModeOf(PodSandboxConfig podConfig) =>
+        podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
 
     private static string PodHostname(PodSandboxConfig podConfig) =>
         string.IsNullOrEmpty(podConfig.Hostname) ? podConfig.Metadata.Name : podConfig.Hostname;
