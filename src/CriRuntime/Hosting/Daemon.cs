@@ -38,6 +38,10 @@ internal static class Daemon
             o.MaxSendMessageSize = 16 * 1024 * 1024;
         });
 
+        // The .NET runtime's event counters and meters would each run a listener and a timer in the
+        // daemon for numbers nobody on a node asks for; the process_* metrics stay.
+        Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventCounters = true, SuppressMeters = true, SuppressDebugMetrics = true });
+
         ulong socketHandle = UnixSocketListener.Bind(config.Socket);
         IPEndPoint? metricsEndpoint = string.IsNullOrEmpty(config.Metrics.Address) ? null : ParseEndpoint(config.Metrics.Address, "metrics.address");
         builder.WebHost.ConfigureKestrel(kestrel =>

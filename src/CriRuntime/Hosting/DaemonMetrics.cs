@@ -1,3 +1,5 @@
+using CriRuntime.Containers;
+using CriRuntime.Pods;
 using CriRuntime.Images;
 using Grpc.Core;
 using Prometheus;
@@ -19,6 +21,8 @@ internal static class DaemonMetrics
 
     private static readonly Gauge Images = Metrics.CreateGauge("criruntime_images", "Images on the node.");
     private static readonly Gauge ImageBytes = Metrics.CreateGauge("criruntime_image_store_bytes", "Bytes used by image layers and blobs.");
+    private static readonly Gauge PodSandboxes = Metrics.CreateGauge("criruntime_pod_sandboxes", "Pod sandboxes on the node, by state.", "state");
+    private static readonly Gauge Containers = Metrics.CreateGauge("criruntime_containers", "Containers on the node, by state.", "state");
 
     public static void ObserveCall(string fullMethod, StatusCode code, TimeSpan elapsed)
     {
@@ -31,10 +35,18 @@ internal static class DaemonMetrics
     public static void Register(IServiceProvider services)
     {
         var images = services.GetRequiredService<ImageManager>();
+        var pods = services.GetRequiredService<PodSandboxManager>();
+        var containers = services.GetRequiredService<ContainerManager>();
         Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
         {
             Images.Set(images.List().Count);
             ImageBytes.Set(images.GetUsage().UsedBytes);
+            var podList = pods.List().ToList();
+            PodSandboxes.WithLabels("ready").Set(podList.Count(p => p.Phase == PodSandboxPhase.Ready));
+            PodSandboxes.WithLabels("notready").Set(podList.Count(p => p.Phase == PodSandboxPhase.NotReady));
+            var containerList = containers.List().ToList();
+            foreach (var phase in new[] { ContainerPhase.Created, ContainerPhase.Running, ContainerPhase.Exited })
+                Containers.WithLabels(ContainerManager.StateName(phase).ToLowerInvariant()).Set(containerList.Count(c => c.Phase == phase));
         });
     }
 }
