@@ -107,6 +107,8 @@ public sealed class ContainerManager
             ConfigBytes = containerConfig.ToByteArray(),
             ImageId = image.Id.ToString(),
             ImageRef = image.RepoDigests.FirstOrDefault() ?? image.Id.ToString(),
+            // kubelet passes the image id; crictl ps and pod statuses read better with the tag, as containerd shows it.
+            ImageName = image.RepoTags.FirstOrDefault() ?? containerConfig.Image.Image,
             RuntimeHandler = runtime.HandlerName,
             Phase = ContainerPhase.Creating,
             CreatedAt = PodSandboxManager.NowNanos(),

@@ -27,6 +27,9 @@ public sealed record ContainerRecord : IRecord
     /// <summary>The image id (config digest) the container was made from.</summary>
     public required string ImageId { get; init; }
 
+    /// <summary>The image as a person names it: its first tag, else what the container was created with.</summary>
+    public string ImageName { get; init; } = "";
+
     /// <summary>A repo digest of the image, what CRI calls image_ref.</summary>
     public required string ImageRef { get; init; }
 

@@ -91,6 +91,11 @@ internal static class ContainerTranslation
             && Labels.Match(c.Config.Labels, filter.LabelSelector));
     }
 
-    // The image as the container was asked to run it (what crictl ps shows), annotations included.
-    private static ImageSpec ImageSpecOf(ContainerRecord c) => c.Config.Image?.Clone() ?? new ImageSpec { Image = c.ImageId };
+    // The image by name (what crictl ps shows), with the annotations it was asked for.
+    private static ImageSpec ImageSpecOf(ContainerRecord c)
+    {
+        var spec = c.Config.Image?.Clone() ?? new ImageSpec();
+        if (c.ImageName.Length > 0) spec.Image = c.ImageName;
+        return spec;
+    }
 }
