@@ -106,11 +106,13 @@ public sealed class Conmon
                 // conmon exited before reading (bad arguments): its stderr says why.
             }
 
+            // The sync pipe speaks as soon as the runtime has created the container (or EOF when conmon
+            // dies), so it is read first: waiting for the first conmon process to exit would poll.
+            var line = await ReadLineAsync(syncPipe, linked.Token).ConfigureAwait(false);
+
             // The first conmon process forks the monitor and exits; reap it so it does not stay a zombie.
             int status = await Spawn.WaitForExitAsync(spawnedPid, linked.Token).ConfigureAwait(false);
             spawnedPid = -1;
-
-            var line = await ReadLineAsync(syncPipe, linked.Token).ConfigureAwait(false);
             if (line is null)
             {
                 string err = await TextWithin(stderrText, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
