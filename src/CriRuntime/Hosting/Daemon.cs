@@ -118,6 +118,7 @@ internal static class Daemon
         services.AddSingleton<PodSandboxManager>();
         services.AddSingleton<ContainerManager>();
         services.AddSingleton<ExitMonitor>();
+        services.AddHostedService<IdleMemoryTrimmer>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)
