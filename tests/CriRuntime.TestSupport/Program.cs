@@ -12,6 +12,10 @@ const string Usage = """
             malicious:dotdot  malicious:hardlink-out  malicious:symlink-write-through  malicious:absolute-climb
             large:latest (only with --large-mib N > 0)
           Prints one line per pushed reference: REFERENCE<TAB>DIGEST<TAB>MEDIATYPE.
+      push-bench-images --registry HOST:PORT [--large-mib N] [--layers N] [--extra-mib N]
+          Builds and pushes the images of hack/bench.sh: bench/busybox:latest, bench/pause:latest (catatonit -P),
+          bench/large:latest (busybox + N MiB of random layers, default 128 MiB in 4 layers) and
+          bench/shared:latest (the same layers plus one of --extra-mib MiB, default 16). Same output format.
       help, --help, -h
           This text.
     """;
@@ -28,6 +32,8 @@ try
     {
         case "push-test-images":
             return await PushTestImages(args[1..]);
+        case "push-bench-images":
+            return await PushBenchImages(args[1..]);
         default:
             Console.Error.WriteLine($"error: unknown command '{args[0]}'\n");
             Console.Error.WriteLine(Usage);
@@ -76,6 +82,41 @@ static async Task<int> PushTestImages(string[] args)
     try
     {
         results = await RegistryPusher.PushStandardTestImagesAsync(registry, credentials, largeMiB, cts.Token);
+    }
+    catch (HttpRequestException e)
+    {
+        throw new InvalidOperationException($"cannot reach registry {registry}: {e.Message}", e);
+    }
+    foreach (var r in results)
+        Console.WriteLine($"{r.Reference}\t{r.Digest}\t{r.MediaType}");
+    Console.Error.WriteLine($"pushed {results.Count} references to {registry}");
+    return 0;
+}
+
+static async Task<int> PushBenchImages(string[] args)
+{
+    string? registry = null;
+    int largeMiB = 128, layers = 4, extraMiB = 16;
+    for (var i = 0; i < args.Length; i++)
+    {
+        string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"{args[i]} needs a value");
+        int Positive(string name) => int.TryParse(Value(), out var n) && n > 0 ? n : throw new UsageException($"{name} needs a number > 0");
+        switch (args[i])
+        {
+            case "--registry": registry = Value(); break;
+            case "--large-mib": largeMiB = Positive("--large-mib"); break;
+            case "--layers": layers = Positive("--layers"); break;
+            case "--extra-mib": extraMiB = Positive("--extra-mib"); break;
+            default: throw new UsageException($"unknown option '{args[i]}'");
+        }
+    }
+    if (registry is null) throw new UsageException("--registry HOST:PORT is required");
+
+    using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+    IReadOnlyList<PushResult> results;
+    try
+    {
+        results = await BenchImages.PushAsync(registry, largeMiB, layers, extraMiB, cts.Token);
     }
     catch (HttpRequestException e)
     {
