@@ -16,7 +16,13 @@ internal static class ContainerTranslation
         _ => ContainerState.ContainerUnknown,
     };
 
-    public static Container ToWire(ContainerRecord c) => new()
+    // Records are immutable, so each version's list item is built once: kubelet lists every second.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ContainerRecord, Container> ListItems = new();
+
+    /// <summary>The ListContainers item; shared, so callers must not change it.</summary>
+    public static Container ToWire(ContainerRecord c) => ListItems.GetValue(c, Build);
+
+    private static Container Build(ContainerRecord c) => new()
     {
         Id = c.Id,
         PodSandboxId = c.PodSandboxId,

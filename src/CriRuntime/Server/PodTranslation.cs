@@ -11,7 +11,13 @@ internal static class PodTranslation
     public static PodSandboxState StateOf(PodSandboxRecord pod) =>
         pod.Phase == PodSandboxPhase.Ready ? PodSandboxState.SandboxReady : PodSandboxState.SandboxNotready;
 
-    public static PodSandbox ToWire(PodSandboxRecord pod) => new()
+    // Records are immutable, so each version's list item is built once: kubelet lists every second.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<PodSandboxRecord, PodSandbox> ListItems = new();
+
+    /// <summary>The ListPodSandbox item; shared, so callers must not change it.</summary>
+    public static PodSandbox ToWire(PodSandboxRecord pod) => ListItems.GetValue(pod, Build);
+
+    private static PodSandbox Build(PodSandboxRecord pod) => new()
     {
         Id = pod.Id,
         Metadata = pod.Config.Metadata,
