@@ -77,20 +77,7 @@ static async Task<int> PushTestImages(string[] args)
     if ((username is null) != (password is null)) throw new UsageException("give both --username and --password, or neither");
     var credentials = username is null ? null : new RegistryCredentials(username, password!);
 
-    using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
-    IReadOnlyList<PushResult> results;
-    try
-    {
-        results = await RegistryPusher.PushStandardTestImagesAsync(registry, credentials, largeMiB, cts.Token);
-    }
-    catch (HttpRequestException e)
-    {
-        throw new InvalidOperationException($"cannot reach registry {registry}: {e.Message}", e);
-    }
-    foreach (var r in results)
-        Console.WriteLine($"{r.Reference}\t{r.Digest}\t{r.MediaType}");
-    Console.Error.WriteLine($"pushed {results.Count} references to {registry}");
-    return 0;
+    return await PushAndReport(registry, ct => RegistryPusher.PushStandardTestImagesAsync(registry, credentials, largeMiB, ct));
 }
 
 static async Task<int> PushBenchImages(string[] args)
@@ -112,11 +99,17 @@ static async Task<int> PushBenchImages(string[] args)
     }
     if (registry is null) throw new UsageException("--registry HOST:PORT is required");
 
+    return await PushAndReport(registry, ct => BenchImages.PushAsync(registry, largeMiB, layers, extraMiB, ct));
+}
+
+// Pushes, then prints one "reference<TAB>digest<TAB>media type" line per pushed reference.
+static async Task<int> PushAndReport(string registry, Func<CancellationToken, Task<IReadOnlyList<PushResult>>> push)
+{
     using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
     IReadOnlyList<PushResult> results;
     try
     {
-        results = await BenchImages.PushAsync(registry, largeMiB, layers, extraMiB, cts.Token);
+        results = await push(cts.Token);
     }
     catch (HttpRequestException e)
     {
