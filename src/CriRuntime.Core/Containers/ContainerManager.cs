@@ -132,6 +132,7 @@ public sealed class ContainerManager
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
+            var pidMode = PidModeOf(containerConfig, pod);
             var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
             {
                 Id = id,
@@ -144,16 +145,14 @@ public sealed class ContainerManager
                 NetworkNamespacePath = pod.NetworkNamespace,
                 IpcNamespacePath = pod.IpcNamespace,
                 UtsNamespacePath = pod.UtsNamespace,
-                PidMode = PidModeOf(containerConfig, pod),
-                PodPidNamespacePath = PidModeOf(containerConfig, pod) == PidNamespaceMode.Pod
-                    ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false)
-                    : null,
+                PidMode = pidMode,
+                PodPidNamespacePath = pidMode == PidNamespaceMode.Pod ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false) : null,
                 CgroupsPath = container.CgroupsPath,
                 HostnameFile = Path.Combine(pod.Directory, "hostname"),
                 HostsFile = Path.Combine(pod.Directory, "hosts"),
                 ResolvConfFile = Path.Combine(pod.Directory, "resolv.conf"),
                 ShmPath = pod.ShmPath,
-                Hostname = pod.HostNetwork ? Environment.MachineName : (string.IsNullOrEmpty(pod.Config.Hostname) ? pod.Config.Metadata.Name : pod.Config.Hostname),
+                Hostname = pod.Hostname,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
@@ -184,8 +183,7 @@ public sealed class ContainerManager
         catch (Exception e)
         {
             logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", metadata.Name, pod.Id, e.Message);
-            await ReleaseAsync(container, CancellationToken.None).ConfigureAwait(false);
-            store.Delete(id);
+            await DiscardAsync(container, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;
         }
@@ -199,7 +197,6 @@ public sealed class ContainerManager
         if (container.Phase != ContainerPhase.Created)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}, not CREATED; only a created container can be started");
         var runtime = runtimes.Resolve(container.RuntimeHandler);
-        exits.GetOrAdd(container.Id, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         try
         {
             await runtime.StartAsync(container.Id, cancellationToken).ConfigureAwait(false);
@@ -387,8 +384,7 @@ public sealed class ContainerManager
             if (container.Phase == ContainerPhase.Creating || pods.Find(container.PodSandboxId) is null)
             {
                 logger.LogWarning("Container {Id} was being created when the daemon stopped (or lost its pod); removing what was made", container.Id);
-                await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
-                store.Delete(container.Id);
+                await DiscardAsync(container, cancellationToken).ConfigureAwait(false);
                 continue;
             }
             reservedNames[container.ReservationKey] = container.Id;
@@ -426,6 +422,23 @@ public sealed class ContainerManager
             if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) System.IO.Directory.Delete(dir, recursive: true);
         }
         logger.LogInformation("Recovered {Count} containers", store.Count);
+    }
+
+    /// <summary>
+    /// Undoes a container no one can use any more (a failed or interrupted create, or one whose pod
+    /// is gone). What cannot be undone now keeps its record, hidden in the Creating phase, so the
+    /// next start-up tries again instead of leaking it.
+    /// </summary>
+    private async Task DiscardAsync(ContainerRecord container, CancellationToken cancellationToken)
+    {
+        var problems = await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
+        if (problems.Count == 0)
+        {
+            store.Delete(container.Id);
+            return;
+        }
+        await store.PutAsync(container with { Phase = ContainerPhase.Creating }, CancellationToken.None).ConfigureAwait(false);
+        logger.LogWarning("Container {Id} is kept for clean-up at the next start-up", container.Id);
     }
 
     /// <summary>Undoes every part of a container that exists; returns what could not be undone.</summary>

@@ -110,7 +110,7 @@ public sealed class PodSandboxManager
             IpcNamespace = kinds.HasFlag(NamespaceKinds.Ipc) ? Path.Combine(nsDir, "ipc") : null,
             UtsNamespace = kinds.HasFlag(NamespaceKinds.Uts) ? Path.Combine(nsDir, "uts") : null,
             NetworkAttached = !hostNetwork,
-            InfraId = PidModeOf(podConfig) == NamespaceMode.Pod ? id : null,
+            InfraId = PodSandboxRecord.PidModeOf(podConfig) == NamespaceMode.Pod ? id : null,
         };
 
         try
@@ -118,9 +118,9 @@ public sealed class PodSandboxManager
             await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
             System.IO.Directory.CreateDirectory(dir);
 
-            string hostname = hostNetwork ? Environment.MachineName : PodHostname(podConfig);
+            string hostname = pod.Hostname;
             PodFiles.WriteAll(dir, hostname, podConfig.DnsConfig);
-            if (pod.ShmPath is not null) PodFiles.MountShm(pod.ShmPath, ShmSize(podConfig));
+            if (pod.ShmPath is not null) PodFiles.MountShm(pod.ShmPath);
 
             if (kinds != NamespaceKinds.None)
             {
@@ -149,20 +149,28 @@ public sealed class PodSandboxManager
         {
             logger.LogWarning("Running pod sandbox {Namespace}/{Name} failed, undoing it: {Error}",
                 podConfig.Metadata.Namespace, podConfig.Metadata.Name, e.Message);
-            await ReleaseAsync(pod, CancellationToken.None).ConfigureAwait(false);
-            store.Delete(id);
+            await DiscardAsync(pod, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;
         }
     }
 
-    /// <summary>Stops every container, the infra process and the network. Idempotent.</summary>
+    /// <summary>
+    /// Stops every container, the infra process and the network. Idempotent: as the CRI comments
+    /// require, a pod whose resources are all gone (removed, or never known) is not an error.
+    /// </summary>
     public async Task StopAsync(string podId, CancellationToken cancellationToken)
     {
-        var pod = Get(podId);
+        var pod = Find(podId);
+        if (pod is null)
+        {
+            logger.LogDebug("StopPodSandbox {Id}: no such pod; nothing to stop", podId);
+            return;
+        }
         await Containers.StopAllInPodAsync(pod.Id, cancellationToken).ConfigureAwait(false);
         using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        pod = store.Get(pod.Id) ?? throw new NotFoundException($"pod sandbox '{podId}' was removed meanwhile");
+        pod = store.Get(pod.Id);
+        if (pod is null) return;
         if (pod.InfraId is not null) await StopInfraAsync(pod, cancellationToken).ConfigureAwait(false);
         if (pod.NetworkAttached)
         {
@@ -211,8 +219,7 @@ public sealed class PodSandboxManager
             if (pod.Phase == PodSandboxPhase.Creating)
             {
                 logger.LogWarning("Pod sandbox {Id} was being created when the daemon stopped; removing what was made", pod.Id);
-                await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
-                store.Delete(pod.Id);
+                await DiscardAsync(pod, cancellationToken).ConfigureAwait(false);
                 continue;
             }
             reservedNames[pod.ReservationKey] = pod.Id;
@@ -232,6 +239,23 @@ public sealed class PodSandboxManager
             foreach (var problem in ReleaseDirectory(dir)) logger.LogWarning("{Dir}: {Problem}", dir, problem);
         }
         logger.LogInformation("Recovered {Count} pod sandboxes", store.Count);
+    }
+
+    /// <summary>
+    /// Undoes a pod no one was told about (a failed or interrupted RunPodSandbox). What cannot be
+    /// undone now keeps its record, hidden in the Creating phase, so the next start-up tries again
+    /// instead of leaking it.
+    /// </summary>
+    private async Task DiscardAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
+    {
+        var problems = await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
+        if (problems.Count == 0)
+        {
+            store.Delete(pod.Id);
+            return;
+        }
+        await store.PutAsync(pod with { Phase = PodSandboxPhase.Creating }, CancellationToken.None).ConfigureAwait(false);
+        logger.LogWarning("Pod sandbox {Id} is kept for clean-up at the next start-up", pod.Id);
     }
 
     /// <summary>
@@ -330,14 +354,6 @@ public sealed class PodSandboxManager
         if (podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid == NamespaceMode.Target)
             throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
     }
-
-    private static NamespaceMode PidModeOf(PodSandboxConfig podConfig) =>
-        podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
-
-    private static string PodHostname(PodSandboxConfig podConfig) =>
-        string.IsNullOrEmpty(podConfig.Hostname) ? podConfig.Metadata.Name : podConfig.Hostname;
-
-    private static long ShmSize(PodSandboxConfig podConfig) => PodFiles.DefaultShmSize;
 
     public static long NowNanos() => (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100;
 

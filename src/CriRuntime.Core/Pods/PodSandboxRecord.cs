@@ -69,7 +69,15 @@ public sealed record PodSandboxRecord : IRecord
     public bool HostNetwork => Config.Linux?.SecurityContext?.NamespaceOptions?.Network == NamespaceMode.Node;
 
     [JsonIgnore]
-    public NamespaceMode PidMode => Config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
+    public NamespaceMode PidMode => PidModeOf(Config);
+
+    /// <summary>The pod's hostname: the node's with host networking, else the config's, else the pod name.</summary>
+    [JsonIgnore]
+    public string Hostname => HostNetwork ? Environment.MachineName
+        : string.IsNullOrEmpty(Config.Hostname) ? Config.Metadata.Name : Config.Hostname;
+
+    public static NamespaceMode PidModeOf(PodSandboxConfig config) =>
+        config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
 
     [JsonIgnore]
     public string InfraBundle => Path.Combine(Directory, "infra");

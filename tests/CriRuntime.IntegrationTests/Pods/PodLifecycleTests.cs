@@ -216,6 +216,8 @@ public sealed class PodLifecycleTests(RegistryFixture registry, ITestOutputHelpe
         await ExpectErrorAsync(StatusCode.AlreadyExists, "RunPodSandbox with the metadata of a stopped, not removed pod",
             dl => Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config }, deadline: dl));
         await RemovePodAsync(first.Id);
+        // Every resource of the removed pod is reclaimed, so stopping it again is not an error (CRI comments).
+        await StopPodAsync(first.Id);
 
         var again = await RunPodAsync(config);
         Assert.NotEqual(first.Id, again.Id);
