@@ -43,5 +43,12 @@ if [ "$passed" -eq 0 ]; then
   status=1
 fi
 [ "$failed" -eq 0 ] || status=1
+# Repeat each failure with its message at the very end, where a truncated CI log still shows it.
+if [ "$failed" -ne 0 ]; then
+  echo "=== failures"
+  for log in "$results"/*.log; do
+    grep -E -A 12 '^\s+Failed [A-Za-z]' "$log" | cut -c1-400 || true
+  done
+fi
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 exit "$status"
