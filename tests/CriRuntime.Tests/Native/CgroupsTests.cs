@@ -163,11 +163,30 @@ public sealed class CgroupsTests : IAsyncLifetime
     public async Task Refuses_to_kill_a_cgroup_holding_this_process()
     {
         // The daemon's own cgroup (in any hierarchy) must never be a kill target.
-        string own = File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)[2]).First(p => p != "/");
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
-            cgroups.KillAllAndRemoveAsync(own, TimeSpan.FromSeconds(1), CancellationToken.None));
-        Assert.Contains(Environment.ProcessId.ToString(), e.Message);
-        Assert.True(Signals.Exists(Environment.ProcessId));
+        string? own = File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)[2]).FirstOrDefault(p => p != "/");
+        bool moved = own is null;
+        if (moved)
+        {
+            // This process sits in the root cgroup of every hierarchy (a plain machine without systemd or a
+            // container manager): put it into a cgroup of its own for the check, and back into the root after.
+            own = root + "/self";
+            cgroups.Create(own);
+            cgroups.AddProcess(own, Environment.ProcessId);
+        }
+        try
+        {
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+                cgroups.KillAllAndRemoveAsync(own!, TimeSpan.FromSeconds(1), CancellationToken.None));
+            Assert.Contains(Environment.ProcessId.ToString(), e.Message);
+            Assert.True(Signals.Exists(Environment.ProcessId));
+            Assert.True(cgroups.Exists(own!), "the refused cgroup was left in place");
+        }
+        finally
+        {
+            if (moved)
+                foreach (string hierarchy in cgroups.HierarchyMountPoints)
+                    File.WriteAllText(Path.Combine(hierarchy, "cgroup.procs"), Environment.ProcessId.ToString());
+        }
     }
 
     [Fact]
