@@ -31,7 +31,7 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
             Log($"{t.Name}: daemon start to first Version, {options.StartupRuns} runs");
             var samples = await t.MeasureStartupAsync(options.Runs("startup") ? options.StartupRuns : 1, ct);
             if (options.Runs("startup"))
-                results.Set("startup", "daemon start to first Version, median", "ms", t.Name, Stats.Median(samples), samples);
+                results.Set("startup", "daemon start to first Version, median", "ms", t.Name, SampleStatistics.Median(samples), samples);
         }
     }
 
@@ -90,15 +90,15 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
             var run = starts.Select(s => s.RunPodSandboxMs).ToList();
             var create = starts.Select(s => s.CreateContainerMs).ToList();
             var start = starts.Select(s => s.StartContainerMs).ToList();
-            results.Set("podstart-p50", "pod start p50 (run+create+start)", "ms", t.Name, Stats.Median(total), total, PodStartGoal);
-            results.Set("podstart-p90", "pod start p90", "ms", t.Name, Stats.P90(total));
-            results.Set("podstart-run-p50", "  RunPodSandbox p50", "ms", t.Name, Stats.Median(run), run);
-            results.Set("podstart-run-p90", "  RunPodSandbox p90", "ms", t.Name, Stats.P90(run));
-            results.Set("podstart-create-p50", "  CreateContainer p50", "ms", t.Name, Stats.Median(create), create);
-            results.Set("podstart-create-p90", "  CreateContainer p90", "ms", t.Name, Stats.P90(create));
-            results.Set("podstart-start-p50", "  StartContainer p50", "ms", t.Name, Stats.Median(start), start);
-            results.Set("podstart-start-p90", "  StartContainer p90", "ms", t.Name, Stats.P90(start));
-            results.Set("podstart-forks", "forks+clones per pod start (machine-wide), median", "count", t.Name, Stats.Median(forks), forks);
+            results.Set("podstart-p50", "pod start p50 (run+create+start)", "ms", t.Name, SampleStatistics.Median(total), total, PodStartGoal);
+            results.Set("podstart-p90", "pod start p90", "ms", t.Name, SampleStatistics.P90(total));
+            results.Set("podstart-run-p50", "  RunPodSandbox p50", "ms", t.Name, SampleStatistics.Median(run), run);
+            results.Set("podstart-run-p90", "  RunPodSandbox p90", "ms", t.Name, SampleStatistics.P90(run));
+            results.Set("podstart-create-p50", "  CreateContainer p50", "ms", t.Name, SampleStatistics.Median(create), create);
+            results.Set("podstart-create-p90", "  CreateContainer p90", "ms", t.Name, SampleStatistics.P90(create));
+            results.Set("podstart-start-p50", "  StartContainer p50", "ms", t.Name, SampleStatistics.Median(start), start);
+            results.Set("podstart-start-p90", "  StartContainer p90", "ms", t.Name, SampleStatistics.P90(start));
+            results.Set("podstart-forks", "forks+clones per pod start (machine-wide), median", "count", t.Name, SampleStatistics.Median(forks), forks);
 
             Log($"{t.Name}: teardown of {starts.Count} pods, one after another");
             var stop = new List<double>();
@@ -110,10 +110,10 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
                 remove.Add(removeMs);
             }
             var teardown = stop.Zip(remove, (a, b) => a + b).ToList();
-            results.Set("teardown-p50", "teardown p50 (stop+remove)", "ms", t.Name, Stats.Median(teardown), teardown);
-            results.Set("teardown-p90", "teardown p90", "ms", t.Name, Stats.P90(teardown));
-            results.Set("teardown-stop-p50", "  StopPodSandbox p50", "ms", t.Name, Stats.Median(stop), stop);
-            results.Set("teardown-remove-p50", "  RemovePodSandbox p50", "ms", t.Name, Stats.Median(remove), remove);
+            results.Set("teardown-p50", "teardown p50 (stop+remove)", "ms", t.Name, SampleStatistics.Median(teardown), teardown);
+            results.Set("teardown-p90", "teardown p90", "ms", t.Name, SampleStatistics.P90(teardown));
+            results.Set("teardown-stop-p50", "  StopPodSandbox p50", "ms", t.Name, SampleStatistics.Median(stop), stop);
+            results.Set("teardown-remove-p50", "  RemovePodSandbox p50", "ms", t.Name, SampleStatistics.Median(remove), remove);
         }
     }
 
@@ -148,8 +148,8 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
                     double teardownSeconds = sw.Elapsed.TotalSeconds;
                     teardownRates.Add(ids.Count / teardownSeconds);
                 }
-                results.Set($"load{concurrency}-teardown", $"teardown, {concurrency} at a time", "pods/s", t.Name, Stats.Median(teardownRates), teardownRates);
-                results.Set($"load{concurrency}", $"pod start, {concurrency} at a time", "pods/s", t.Name, Stats.Median(rates), rates, ThroughputGoal);
+                results.Set($"load{concurrency}-teardown", $"teardown, {concurrency} at a time", "pods/s", t.Name, SampleStatistics.Median(teardownRates), teardownRates);
+                results.Set($"load{concurrency}", $"pod start, {concurrency} at a time", "pods/s", t.Name, SampleStatistics.Median(rates), rates, ThroughputGoal);
             }
         }
     }
@@ -245,10 +245,10 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
         }
         if (seen < expectedContainers)
             throw new InvalidOperationException($"{t.Name}: ListContainers returned {seen} containers, expected at least {expectedContainers}");
-        results.Set("list-containers-p50", $"ListContainers p50 ({seen} containers)", "ms", t.Name, Stats.Median(containers), containers, NoWorseGoal);
-        results.Set("list-containers-p90", "ListContainers p90", "ms", t.Name, Stats.P90(containers));
-        results.Set("list-pods-p50", "ListPodSandbox p50", "ms", t.Name, Stats.Median(pods), pods, NoWorseGoal);
-        results.Set("list-pods-p90", "ListPodSandbox p90", "ms", t.Name, Stats.P90(pods));
+        results.Set("list-containers-p50", $"ListContainers p50 ({seen} containers)", "ms", t.Name, SampleStatistics.Median(containers), containers, NoWorseGoal);
+        results.Set("list-containers-p90", "ListContainers p90", "ms", t.Name, SampleStatistics.P90(containers));
+        results.Set("list-pods-p50", "ListPodSandbox p50", "ms", t.Name, SampleStatistics.Median(pods), pods, NoWorseGoal);
+        results.Set("list-pods-p90", "ListPodSandbox p90", "ms", t.Name, SampleStatistics.P90(pods));
     }
 
     /// <summary>
@@ -276,8 +276,8 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
                 shared.Add(await TimedPullAsync(t, options.SharedImage, ct));
             }
             await RemoveImagesAsync(t, ct);
-            results.Set("pull-large", "pull+unpack, large image, cold, median", "ms", t.Name, Stats.Median(large), large, PullGoal);
-            results.Set("pull-shared", "pull+unpack, image sharing its layers, median", "ms", t.Name, Stats.Median(shared), shared, PullGoal);
+            results.Set("pull-large", "pull+unpack, large image, cold, median", "ms", t.Name, SampleStatistics.Median(large), large, PullGoal);
+            results.Set("pull-shared", "pull+unpack, image sharing its layers, median", "ms", t.Name, SampleStatistics.Median(shared), shared, PullGoal);
             results.Info["endpoints"]![t.Name]!.AsObject()["coldPullVerified"] = baseline is not null;
         }
     }
@@ -386,8 +386,8 @@ public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> target
             }
         }
         results.Floor["runs"] = samples.Count;
-        results.Floor["medianMs"] = Math.Round(Stats.Median(samples), 3);
-        results.Floor["p90Ms"] = Math.Round(Stats.P90(samples), 3);
+        results.Floor["medianMs"] = Math.Round(SampleStatistics.Median(samples), 3);
+        results.Floor["p90Ms"] = Math.Round(SampleStatistics.P90(samples), 3);
         results.Floor["samplesMs"] = new JsonArray(samples.Select(s => (JsonNode)Math.Round(s, 3)).ToArray());
         results.Floor["runc"] = options.Runc;
     }

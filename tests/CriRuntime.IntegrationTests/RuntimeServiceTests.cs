@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 
 namespace CriRuntime.IntegrationTests;
 
-/// <summary>Version, Status (with the CNI config dir watched live), and the RPCs not implemented yet.</summary>
+/// <summary>Version, Status (with the CNI config dir watched live), RuntimeConfig, and the RPCs not implemented yet.</summary>
 public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(output)
 {
     [Fact]
@@ -18,6 +18,16 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
         Assert.Equal("criruntime", version.RuntimeName);
         Assert.Equal("v1", version.RuntimeApiVersion);
         Assert.False(string.IsNullOrEmpty(version.RuntimeVersion), "runtime_version is empty");
+    }
+
+    [Fact]
+    public async Task RuntimeConfig_NamesTheCgroupfsDriver()
+    {
+        // The kubelet (KubeletCgroupDriverFromCRI) takes its cgroup driver from here; criruntime writes cgroupfs itself.
+        var d = await StartDaemonAsync();
+        var config = await d.Runtime.RuntimeConfigAsync(new RuntimeConfigRequest(), deadline: Deadline());
+        Assert.NotNull(config.Linux);
+        Assert.Equal(CgroupDriver.Cgroupfs, config.Linux.CgroupDriver);
     }
 
     [Fact]

@@ -7,7 +7,21 @@ using Runtime.V1;
 namespace CriRuntime.Native;
 
 /// <summary>What a cgroup subtree uses right now, in the units the CRI stats messages use.</summary>
-public sealed record CgroupUsage(ulong CpuUsageNanoseconds, ulong MemoryUsageBytes, ulong MemoryWorkingSetBytes, ulong Pids);
+/// <param name="MemoryRssBytes">Anonymous memory and swap cache (v1 total_rss, v2 anon).</param>
+/// <param name="MemoryLimitBytes">The memory limit; null when unlimited.</param>
+/// <param name="SwapUsageBytes">Swap in use; null where the kernel does not account swap for this cgroup.</param>
+/// <param name="SwapLimitBytes">The swap limit (v2 memory.swap.max; v1 memsw limit minus memory limit); null when unlimited or unknown.</param>
+public sealed record CgroupUsage(
+    ulong CpuUsageNanoseconds,
+    ulong MemoryUsageBytes,
+    ulong MemoryWorkingSetBytes,
+    ulong Pids,
+    ulong MemoryRssBytes = 0,
+    ulong PageFaults = 0,
+    ulong MajorPageFaults = 0,
+    ulong? MemoryLimitBytes = null,
+    ulong? SwapUsageBytes = null,
+    ulong? SwapLimitBytes = null);
 
 /// <summary>
 /// cgroupfs-driver cgroups, the way runc lays them out: cgroup v1 (one hierarchy per controller
@@ -209,7 +223,7 @@ public sealed partial class Cgroups
         }
     }
 
-    /// <summary>CPU, memory and pid usage of the subtree; null when the cgroup does not exist.</summary>
+    /// <summary>CPU, memory, swap and pid usage of the subtree; null when the cgroup does not exist.</summary>
     public CgroupUsage? ReadUsage(string path)
     {
         path = NormalizePath(path, allowRoot: true);
@@ -219,23 +233,50 @@ public sealed partial class Cgroups
             string dir = DirOf(hierarchies[0], path);
             ulong cpuUsec = ReadKeyed(Path.Combine(dir, "cpu.stat"), "usage_usec") ?? 0;
             ulong memory = ReadNumber(Path.Combine(dir, "memory.current")) ?? 0;
-            ulong inactiveFile = ReadKeyed(Path.Combine(dir, "memory.stat"), "inactive_file") ?? 0;
+            var stat = ReadFlatKeyed(Path.Combine(dir, "memory.stat"));
             ulong pids = ReadNumber(Path.Combine(dir, "pids.current")) ?? (ulong)Pids(path).Count;
-            return new CgroupUsage(cpuUsec * 1000, memory, WorkingSet(memory, inactiveFile), pids);
+            return new CgroupUsage(cpuUsec * 1000, memory, WorkingSet(memory, stat.GetValueOrDefault("inactive_file")), pids,
+                MemoryRssBytes: stat.GetValueOrDefault("anon"),
+                PageFaults: stat.GetValueOrDefault("pgfault"),
+                MajorPageFaults: stat.GetValueOrDefault("pgmajfault"),
+                MemoryLimitBytes: Limit(ReadText(Path.Combine(dir, "memory.max"))),
+                SwapUsageBytes: ReadNumber(Path.Combine(dir, "memory.swap.current")),
+                SwapLimitBytes: Limit(ReadText(Path.Combine(dir, "memory.swap.max"))));
         }
         else
         {
             ulong cpu = ControllerDir("cpuacct", path) is { } cpuacct ? ReadNumber(Path.Combine(cpuacct, "cpuacct.usage")) ?? 0 : 0;
-            ulong memory = 0, inactiveFile = 0;
-            if (ControllerDir("memory", path) is { } mem)
-            {
-                memory = ReadNumber(Path.Combine(mem, "memory.usage_in_bytes")) ?? 0;
-                inactiveFile = ReadKeyed(Path.Combine(mem, "memory.stat"), "total_inactive_file") ?? 0;
-            }
             ulong pids = (ControllerDir("pids", path) is { } pidsDir ? ReadNumber(Path.Combine(pidsDir, "pids.current")) : null)
                 ?? (ulong)Pids(path).Count;
-            return new CgroupUsage(cpu, memory, WorkingSet(memory, inactiveFile), pids);
+            if (ControllerDir("memory", path) is not { } mem)
+                return new CgroupUsage(cpu, 0, 0, pids);
+            ulong memory = ReadNumber(Path.Combine(mem, "memory.usage_in_bytes")) ?? 0;
+            // total_* count the whole subtree, as the usage file does.
+            var stat = ReadFlatKeyed(Path.Combine(mem, "memory.stat"));
+            ulong? limit = Limit(ReadText(Path.Combine(mem, "memory.limit_in_bytes")));
+            // memsw exists only with swap accounting on; it counts memory plus swap.
+            ulong? memsw = ReadNumber(Path.Combine(mem, "memory.memsw.usage_in_bytes"));
+            ulong? memswLimit = Limit(ReadText(Path.Combine(mem, "memory.memsw.limit_in_bytes")));
+            return new CgroupUsage(cpu, memory, WorkingSet(memory, stat.GetValueOrDefault("total_inactive_file")), pids,
+                MemoryRssBytes: stat.GetValueOrDefault("total_rss"),
+                PageFaults: stat.GetValueOrDefault("total_pgfault"),
+                MajorPageFaults: stat.GetValueOrDefault("total_pgmajfault"),
+                MemoryLimitBytes: limit,
+                SwapUsageBytes: memsw is { } both ? (both > memory ? both - memory : 0) : null,
+                SwapLimitBytes: memswLimit is { } l && limit is { } m ? (l > m ? l - m : 0) : null);
         }
+    }
+
+    /// <summary>
+    /// A limit file's value, or null for no limit: v2 writes "max"; v1 writes a number near 2^63 rounded
+    /// down to the page size (anything from 2^62 up is no real limit on any machine).
+    /// </summary>
+    internal static ulong? Limit(string? text)
+    {
+        if (text is null) return null;
+        text = text.Trim();
+        if (text == "max" || !ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out ulong n)) return null;
+        return n >= 1UL << 62 ? null : n;
     }
 
     /// <summary>How many processes the OOM killer killed in this cgroup: v1 memory.oom_control "oom_kill N", v2 memory.events "oom_kill N"; 0 if absent.</summary>
@@ -522,13 +563,25 @@ public sealed partial class Cgroups
     private static ulong? ReadKeyed(string file, string key)
     {
         foreach (var line in ReadLines(file))
-        {
-            int space = line.IndexOf(' ');
-            if (space > 0 && line.AsSpan(0, space).SequenceEqual(key) &&
-                ulong.TryParse(line.AsSpan(space + 1), NumberStyles.None, CultureInfo.InvariantCulture, out ulong n))
-                return n;
-        }
+            if (ParseKeyed(line) is (string k, ulong n) && k == key) return n;
         return null;
+    }
+
+    /// <summary>Every "key N" pair of a flat-keyed file; empty when the file does not exist.</summary>
+    private static Dictionary<string, ulong> ReadFlatKeyed(string file)
+    {
+        var values = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        foreach (var line in ReadLines(file))
+            if (ParseKeyed(line) is (string k, ulong n)) values[k] = n;
+        return values;
+    }
+
+    private static (string Key, ulong Value)? ParseKeyed(string line)
+    {
+        int space = line.IndexOf(' ');
+        return space > 0 && ulong.TryParse(line.AsSpan(space + 1), NumberStyles.None, CultureInfo.InvariantCulture, out ulong n)
+            ? (line[..space], n)
+            : null;
     }
 
     private static void WriteControl(string file, long value) => WriteControl(file, value.ToString(CultureInfo.InvariantCulture));

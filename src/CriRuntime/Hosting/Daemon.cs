@@ -8,6 +8,7 @@ using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
 using CriRuntime.Pods;
 using CriRuntime.Server;
+using CriRuntime.Stats;
 using CriRuntime.Storage;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -118,6 +119,7 @@ internal static class Daemon
         services.AddSingleton<PodSandboxManager>();
         services.AddSingleton<ContainerManager>();
         services.AddSingleton<ExitMonitor>();
+        services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();
     }
 

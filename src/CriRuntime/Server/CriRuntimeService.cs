@@ -2,6 +2,7 @@ using CriRuntime.Config;
 using CriRuntime.Containers;
 using CriRuntime.Network.Cni;
 using CriRuntime.Pods;
+using CriRuntime.Stats;
 using Runtime.V1;
 
 namespace CriRuntime.Server;
@@ -10,7 +11,7 @@ namespace CriRuntime.Server;
 /// The CRI RuntimeService. Each RPC lives in the file named after it; an RPC with no file here is
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
-internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodSandboxManager pods, ContainerManager containers)
+internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodSandboxManager pods, ContainerManager containers, StatsCollector stats)
     : RuntimeService.RuntimeServiceBase
 {
     private static void RequireId(string id, string field)

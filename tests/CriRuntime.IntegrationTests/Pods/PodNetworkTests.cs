@@ -71,30 +71,4 @@ public sealed class PodNetworkTests(RegistryFixture registry, ITestOutputHelper 
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await tcp.ConnectAsync(address, port, cts.Token);
     }
-
-    /// <summary>GET <paramref name="url"/> until it answers 200 (the server may still be starting); returns the body.</summary>
-    private async Task<string> HttpGetAsync(string url)
-    {
-        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(5) };
-        string last = "";
-        string? body = null;
-        await EventuallyAsync(async () =>
-        {
-            try
-            {
-                using var response = await http.GetAsync(url);
-                last = $"HTTP {(int)response.StatusCode}";
-                if (!response.IsSuccessStatusCode) return false;
-                body = await response.Content.ReadAsStringAsync();
-                return true;
-            }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-            {
-                last = e.Message;
-                return false;
-            }
-        }, TimeSpan.FromSeconds(20));
-        return body ?? throw Failure($"GET {url} did not answer within 20 s: {last}\nbridge {Network.BridgeName} ports: {string.Join(", ", Network.BridgePorts())}\n" +
-            $"NAT rules for the test subnet:\n{string.Join('\n', await CniTestNetwork.NatRulesMentioningAsync([$"10.200.{Network.ThirdOctet}."]))}");
-    }
 }

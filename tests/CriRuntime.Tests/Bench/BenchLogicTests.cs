@@ -3,7 +3,7 @@ using Xunit;
 
 namespace CriRuntime.Tests.Bench;
 
-public class StatsTests
+public class SampleStatisticsTests
 {
     [Theory]
     [InlineData(new[] { 1.0, 2, 3, 4 }, 50, 2.5)]
@@ -13,14 +13,14 @@ public class StatsTests
     [InlineData(new[] { 7.0 }, 90, 7)]
     [InlineData(new[] { 10.0, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110 }, 90, 100)]
     public void Percentile_interpolates_between_closest_ranks(double[] samples, double p, double expected) =>
-        Assert.Equal(expected, Stats.Percentile(samples, p), 9);
+        Assert.Equal(expected, SampleStatistics.Percentile(samples, p), 9);
 
     [Fact]
     public void Percentile_refuses_no_samples_and_out_of_range()
     {
-        Assert.Throws<ArgumentException>(() => Stats.Percentile([], 50));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Stats.Percentile([1.0], 101));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Stats.Percentile([1.0], -1));
+        Assert.Throws<ArgumentException>(() => SampleStatistics.Percentile([], 50));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SampleStatistics.Percentile([1.0], 101));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SampleStatistics.Percentile([1.0], -1));
     }
 }
 

@@ -206,6 +206,34 @@ public sealed class CgroupsTests : IAsyncLifetime
         Assert.Equal(0, cgroups.OomKillCount(root + "/missing"));
     }
 
+    [Fact]
+    public async Task Usage_reports_memory_details_limit_and_page_faults()
+    {
+        string path = root + "/pod-mem";
+        cgroups.Create(path);
+        cgroups.SetResources(path, new LinuxContainerResources { MemoryLimitInBytes = 256L * 1024 * 1024 });
+        // Holds 16 MiB of anonymous memory (a shell variable) until told to go.
+        var holder = Start("/usr/bin/busybox", "sh", "-c",
+            "read go; x=$(/usr/bin/busybox head -c 16777216 /dev/zero | /usr/bin/busybox tr '\\0' a); echo held; read done");
+        cgroups.AddProcess(path, holder.Id);
+        await holder.StandardInput.WriteLineAsync("go");
+        await holder.StandardInput.FlushAsync();
+        Assert.Equal("held", await holder.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+
+        var usage = cgroups.ReadUsage(path)!;
+        Assert.Equal(256UL * 1024 * 1024, usage.MemoryLimitBytes);
+        Assert.True(usage.MemoryRssBytes >= 16UL * 1024 * 1024, $"rss {usage.MemoryRssBytes} holds the 16 MiB string");
+        Assert.True(usage.MemoryUsageBytes >= usage.MemoryRssBytes, $"usage {usage.MemoryUsageBytes} >= rss {usage.MemoryRssBytes}");
+        Assert.True(usage.PageFaults > 4096, $"page faults {usage.PageFaults}: every new page faults once");
+        Assert.True(usage.MajorPageFaults <= usage.PageFaults);
+        // Without a limit of its own the parent reports none.
+        Assert.Null(cgroups.ReadUsage(root)!.MemoryLimitBytes);
+
+        await holder.StandardInput.WriteLineAsync("done");
+        await holder.StandardInput.FlushAsync();
+        await holder.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     [Theory]
     [InlineData("relative/path")]
     [InlineData("/a/../b")]
@@ -226,7 +254,7 @@ public sealed class CgroupsTests : IAsyncLifetime
 
     private Process Start(string file, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardInput = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(file) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         started.Add(p);

@@ -1,7 +1,7 @@
 namespace CriRuntime.Bench;
 
 /// <summary>Order statistics over a set of samples.</summary>
-public static class Stats
+public static class SampleStatistics
 {
     /// <summary>The <paramref name="p"/>-th percentile (0..100), linear between closest ranks (numpy's default).</summary>
     public static double Percentile(IReadOnlyList<double> samples, double p)
