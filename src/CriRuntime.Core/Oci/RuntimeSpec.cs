@@ -92,6 +92,33 @@ public sealed class SpecLinux
     public List<string>? MaskedPaths { get; set; }
     public List<string>? ReadonlyPaths { get; set; }
     public string? MountLabel { get; set; }
+    public SpecSeccomp? Seccomp { get; set; }
+}
+
+/// <summary>linux.seccomp: the runtime compiles this into the container's BPF filter.</summary>
+public sealed class SpecSeccomp
+{
+    public required string DefaultAction { get; set; }
+    public uint? DefaultErrnoRet { get; set; }
+    public List<string>? Architectures { get; set; }
+    public List<string>? Flags { get; set; }
+    public List<SpecSyscall> Syscalls { get; set; } = [];
+}
+
+public sealed class SpecSyscall
+{
+    public required List<string> Names { get; set; }
+    public required string Action { get; set; }
+    public uint? ErrnoRet { get; set; }
+    public List<SpecSeccompArg>? Args { get; set; }
+}
+
+public sealed class SpecSeccompArg
+{
+    public uint Index { get; set; }
+    public ulong Value { get; set; }
+    public ulong ValueTwo { get; set; }
+    public required string Op { get; set; }
 }
 
 public static class NamespaceTypes

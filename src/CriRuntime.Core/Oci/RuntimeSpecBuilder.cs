@@ -123,6 +123,9 @@ public static class RuntimeSpecBuilder
             linux.ReadonlyPaths = security.ReadonlyPaths.Count > 0 ? [.. security.ReadonlyPaths] : [.. DefaultReadonlyPaths];
         }
         AddDevices(spec, config.Devices);
+#pragma warning disable CS0612 // the deprecated path still comes from older kubelets and from crictl configs
+        linux.Seccomp = SeccompProfiles.ForContainer(security.Seccomp, security.SeccompProfilePath, privileged, caps);
+#pragma warning restore CS0612
 
         ApplyMounts(spec, ContainerMounts(input, security));
 
@@ -199,6 +202,8 @@ public static class RuntimeSpecBuilder
                 Resources = new SpecLinuxResources { Devices = [new SpecDeviceCgroup { Allow = false, Access = "rwm" }] },
                 MaskedPaths = [.. DefaultMaskedPaths],
                 ReadonlyPaths = [.. DefaultReadonlyPaths],
+                // catatonit is ours and needs nothing beyond the built-in allow list, whatever the pod asked for.
+                Seccomp = SeccompProfiles.RuntimeDefault([]),
             },
             Annotations = new Dictionary<string, string> { [ContainerTypeAnnotation] = "sandbox" },
         };

@@ -65,16 +65,21 @@ internal sealed class RuntimeTestContext : IAsyncDisposable
 
     /// <summary>Builds a bundle whose spec runs <paramref name="command"/> in a new mount and PID namespace
     /// (host net/ipc/uts), in cgroup &lt;parent&gt;/&lt;id&gt;.</summary>
-    public string PrepareBundle(string id, params string[] command)
+    public string PrepareBundle(string id, params string[] command) => PrepareBundle(id, null, command);
+
+    /// <summary>As <see cref="PrepareBundle(string, string[])"/>, with the ContainerConfig changed by <paramref name="configure"/> first.</summary>
+    public string PrepareBundle(string id, Action<ContainerConfig>? configure, string[] command)
     {
         ids.Add(id);
         string bundle = Bundle(id);
         string rootfs = Path.Combine(bundle, "rootfs");
         TestRootfs.Create(rootfs);
+        var config = new ContainerConfig { Metadata = new ContainerMetadata { Name = id }, Command = { command } };
+        configure?.Invoke(config);
         var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
         {
             Id = id,
-            Config = new ContainerConfig { Metadata = new ContainerMetadata { Name = id }, Command = { command } },
+            Config = config,
             PodConfig = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "pod", Namespace = "default", Uid = "uid-" + Suffix } },
             Image = new ImageRuntimeConfig { Env = ["PATH=" + TestImages.PathEnv] },
             RootfsPath = rootfs,
@@ -86,9 +91,11 @@ internal sealed class RuntimeTestContext : IAsyncDisposable
         return bundle;
     }
 
-    public async Task<ConmonCreateResult> CreateAsync(string id, params string[] command)
+    public Task<ConmonCreateResult> CreateAsync(string id, params string[] command) => CreateAsync(id, null, command);
+
+    public async Task<ConmonCreateResult> CreateAsync(string id, Action<ContainerConfig>? configure, string[] command)
     {
-        string bundle = PrepareBundle(id, command);
+        string bundle = PrepareBundle(id, configure, command);
         var result = await Conmon.CreateContainerAsync(new ConmonCreateRequest
         {
             Id = id, Runtime = Runtime, BundleDir = bundle, LogPath = LogPath(id), ExitDir = ExitDir,
@@ -97,9 +104,11 @@ internal sealed class RuntimeTestContext : IAsyncDisposable
         return result;
     }
 
-    public async Task<ConmonCreateResult> RunAsync(string id, params string[] command)
+    public Task<ConmonCreateResult> RunAsync(string id, params string[] command) => RunAsync(id, null, command);
+
+    public async Task<ConmonCreateResult> RunAsync(string id, Action<ContainerConfig>? configure, string[] command)
     {
-        var created = await CreateAsync(id, command);
+        var created = await CreateAsync(id, configure, command);
         await Runtime.StartAsync(id, CancellationToken.None);
         return created;
     }
