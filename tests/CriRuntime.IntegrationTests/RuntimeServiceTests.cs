@@ -31,6 +31,43 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
     }
 
     [Fact]
+    public async Task UpdateRuntimeConfig_RendersTheConfTemplate_AndTheNetworkBecomesReady()
+    {
+        string confDir = TempDir("criruntime-cni-");
+        string template = Path.Combine(TempDir("criruntime-cnitemplate-"), "template.conflist");
+        File.WriteAllText(template, """
+            {
+              "cniVersion": "1.0.0",
+              "name": "criruntime-template-test",
+              "plugins": [
+                { "type": "bridge", "bridge": "crt-tmpl", "ipam": { "type": "host-local", "ranges": [[{ "subnet": "{{.PodCIDR}}" }]] } }
+              ]
+            }
+            """);
+        var d = await StartDaemonAsync($"[cni]\nconf_dir = \"{confDir}\"\nconf_template = \"{template}\"\n");
+        Assert.False(Condition(await StatusAsync(d), "NetworkReady").Status, "NetworkReady with an empty conf_dir");
+
+        await d.Runtime.UpdateRuntimeConfigAsync(new UpdateRuntimeConfigRequest
+        {
+            RuntimeConfig = new RuntimeConfig { NetworkConfig = new NetworkConfig { PodCidr = "10.244.3.0/24" } },
+        }, deadline: Deadline());
+        string rendered = File.ReadAllText(Path.Combine(confDir, "10-criruntime-template.conflist"));
+        Assert.Contains("\"subnet\": \"10.244.3.0/24\"", rendered);
+        var ready = Condition(await StatusAsync(d), "NetworkReady");
+        Assert.True(ready.Status, $"NetworkReady is still false after the template was rendered: {ready.Reason}: {ready.Message}");
+        var verbose = await d.Runtime.StatusAsync(new StatusRequest { Verbose = true }, deadline: Deadline());
+        Assert.Contains("10.244.3.0/24", verbose.Info["config"]);
+
+        var bad = await ExpectRpcErrorAsync(d, StatusCode.InvalidArgument, "UpdateRuntimeConfig(bad CIDR)", async () =>
+            await d.Runtime.UpdateRuntimeConfigAsync(new UpdateRuntimeConfigRequest
+            {
+                RuntimeConfig = new RuntimeConfig { NetworkConfig = new NetworkConfig { PodCidr = "10.244.3.0" } },
+            }, deadline: Deadline()));
+        Assert.Contains("not a CIDR", bad.Status.Detail);
+        Assert.Contains("10.244.3.0/24", File.ReadAllText(Path.Combine(confDir, "10-criruntime-template.conflist")));
+    }
+
+    [Fact]
     public async Task Status_NetworkReadyFollowsCniConfDirWithoutRestart()
     {
         string confDir = TempDir("criruntime-cni-");

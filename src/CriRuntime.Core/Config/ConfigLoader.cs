@@ -44,7 +44,7 @@ public static class ConfigLoader
     private static readonly string[] TopKeys = ["socket", "root", "state", "log_level", "registry", "images", "cni", "runtime", "streaming", "metrics"];
     private static readonly string[] RegistryKeys = ["config_path", "default_platform", "max_concurrent_downloads", "request_timeout_seconds"];
     private static readonly string[] ImagesKeys = ["progress_interval_seconds"];
-    private static readonly string[] CniKeys = ["conf_dir", "bin_dirs"];
+    private static readonly string[] CniKeys = ["conf_dir", "bin_dirs", "plugin_timeout_seconds", "conf_template"];
     private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "handlers"];
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
@@ -200,6 +200,13 @@ public static class ConfigLoader
                         if (!IsAbsolute(dirs[i]))
                             throw doc.Error(table, p, key, $"element {i} is '{dirs[i]}', but must be an absolute path (starting with /)");
                     section.BinDirs = dirs;
+                    break;
+                }
+                case "plugin_timeout_seconds": section.PluginTimeoutSeconds = doc.Int(table, p, key, value, 1, 3600); break;
+                case "conf_template":
+                {
+                    string path = doc.String(table, p, key, value);
+                    section.ConfTemplate = path.Length == 0 ? "" : doc.AbsolutePath(table, p, key, value);
                     break;
                 }
                 default: throw doc.Unknown(table, p, key, CniKeys, AllKeys);

@@ -55,6 +55,12 @@ public sealed class CniSection
 
     /// <summary><c>[cni] bin_dirs</c>: where CNI plugin binaries are looked up, in order.</summary>
     public List<string> BinDirs { get; set; } = ["/opt/cni/bin", "/usr/lib/cni"];
+
+    /// <summary><c>[cni] plugin_timeout_seconds</c>: how long one plugin call may take before it is killed.</summary>
+    public int PluginTimeoutSeconds { get; set; } = 60;
+
+    /// <summary><c>[cni] conf_template</c>: a conflist template rendered with the node's pod CIDR; "" for none.</summary>
+    public string ConfTemplate { get; set; } = "";
 }
 
 public sealed class RuntimeSection

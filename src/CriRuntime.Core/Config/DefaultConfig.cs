@@ -58,6 +58,12 @@ public static class DefaultConfig
             "Directory the CNI network configuration (*.conflist, *.conf) is read from.");
         w.Key("bin_dirs", config.Cni.BinDirs,
             "Directories searched, in order, for CNI plugin binaries.");
+        w.Key("plugin_timeout_seconds", config.Cni.PluginTimeoutSeconds,
+            "Seconds one CNI plugin call (ADD, DEL, CHECK) may take before it is killed and the call fails (1 to 3600).");
+        w.Key("conf_template", config.Cni.ConfTemplate,
+            "Conflist template for nodes whose pod CIDR the kubelet hands out (UpdateRuntimeConfig): when set, each",
+            "{{.PodCIDR}} in it becomes the node's first pod CIDR and the result is written to",
+            "<conf_dir>/10-criruntime-template.conflist. \"\" leaves conf_dir alone.");
 
         w.Section("runtime", "How containers are run. Each [runtime.handlers.NAME] table below offers an OCI runtime",
             "under the RuntimeClass handler NAME; add one for another runtime, or change runc's or crun's path.");

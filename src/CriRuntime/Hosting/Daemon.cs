@@ -113,7 +113,8 @@ internal static class Daemon
         services.AddSingleton<ImageManager>();
         services.AddSingleton(_ => Cgroups.Detect());
         services.AddSingleton(sp => new CniManager(config.Cni.ConfDir, config.Cni.BinDirs, Path.Combine(config.Root, "cni", "results"),
-            sp.GetRequiredService<ILogger<CniManager>>(), TimeSpan.FromSeconds(60)));
+            sp.GetRequiredService<ILogger<CniManager>>(), TimeSpan.FromSeconds(config.Cni.PluginTimeoutSeconds)));
+        services.AddSingleton(sp => new PodCidrConfig(config.Cni.ConfDir, config.Cni.ConfTemplate, sp.GetRequiredService<ILogger<PodCidrConfig>>()));
         services.AddSingleton(sp => new Conmon(config.Runtime.Conmon, sp.GetRequiredService<ILogger<Conmon>>()));
         services.AddSingleton<RuntimeHandlers>();
         services.AddSingleton<PodSandboxManager>();

@@ -11,7 +11,8 @@ namespace CriRuntime.Server;
 /// The CRI RuntimeService. Each RPC lives in the file named after it; an RPC with no file here is
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
-internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodSandboxManager pods, ContainerManager containers, StatsCollector stats)
+internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodCidrConfig podCidr, PodSandboxManager pods,
+    ContainerManager containers, StatsCollector stats)
     : RuntimeService.RuntimeServiceBase
 {
     private static void RequireId(string id, string field)

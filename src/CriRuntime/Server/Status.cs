@@ -34,6 +34,8 @@ internal sealed partial class CriRuntimeService
                 ["cniConfig"] = network.ConfigFile,
                 ["cniNetwork"] = network.NetworkName,
                 ["defaultRuntimeHandler"] = config.Runtime.DefaultHandler,
+                ["cniConfTemplate"] = config.Cni.ConfTemplate,
+                ["podCidrs"] = new JsonArray([.. podCidr.PodCidrs.Select(c => (JsonNode)JsonValue.Create(c))]),
             }.ToJsonString();
         }
         return Task.FromResult(response);

@@ -43,6 +43,8 @@ public class ConfigTests
             [cni]
             conf_dir = "/etc/x/net.d"
             bin_dirs = ["/a", "/b", "/c"]
+            plugin_timeout_seconds = 5
+            conf_template = "/etc/x/cni-template.json"
 
             [runtime]
             default_handler = "kata"
@@ -72,6 +74,8 @@ public class ConfigTests
         Assert.Equal(1, c.Images.ProgressIntervalSeconds);
         Assert.Equal("/etc/x/net.d", c.Cni.ConfDir);
         Assert.Equal(["/a", "/b", "/c"], c.Cni.BinDirs);
+        Assert.Equal(5, c.Cni.PluginTimeoutSeconds);
+        Assert.Equal("/etc/x/cni-template.json", c.Cni.ConfTemplate);
         Assert.Equal("kata", c.Runtime.DefaultHandler);
         Assert.Equal("/usr/local/bin/conmon", c.Runtime.Conmon);
         Assert.Equal("/opt/kata/bin/kata-runtime", c.Runtime.Handlers["kata"].Path);
@@ -212,6 +216,8 @@ public class ConfigTests
     [InlineData("[cni]\nconf_dir = \"net.d\"\n", "cni.conf_dir", "absolute path")]
     [InlineData("[cni]\nbin_dirs = [\"/opt/cni/bin\", \"bin\"]\n", "cni.bin_dirs", "element 1 is 'bin', but must be an absolute path")]
     [InlineData("[cni]\nbin_dirs = []\n", "cni.bin_dirs", "at least one directory")]
+    [InlineData("[cni]\nconf_template = \"template.json\"\n", "cni.conf_template", "absolute path")]
+    [InlineData("[cni]\nplugin_timeout_seconds = 0\n", "cni.plugin_timeout_seconds", "1")]
     [InlineData("[runtime]\nconmon = \"conmon\"\n", "runtime.conmon", "absolute path")]
     [InlineData("[runtime.handlers.kata]\npath = \"kata-runtime\"\n", "runtime.handlers.kata.path", "absolute path")]
     [InlineData("[runtime.handlers.kata]\n", "runtime.handlers.kata", "has no path")]
