@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using CriRuntime.Config;
+using CriRuntime.Events;
 using CriRuntime.Images;
 using CriRuntime.Native;
 using CriRuntime.Oci;
@@ -41,7 +42,7 @@ public sealed class ContainerManager
     private readonly string containersDir;
 
     public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageManager images, LayerStore layers, RuntimeHandlers runtimes,
-        Conmon conmon, Cgroups cgroups, ILogger<ContainerManager> logger)
+        Conmon conmon, Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
     {
         this.pods = pods;
         this.images = images;
@@ -53,7 +54,10 @@ public sealed class ContainerManager
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         ExitDir = Path.Combine(config.State, "exits");
-        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger);
+        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger)
+        {
+            Changed = events.OnChanged,
+        };
         pods.Containers = this;
         images.IsInUse = imageId => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
     }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using CriRuntime.Config;
 using CriRuntime.Containers;
+using CriRuntime.Events;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
@@ -35,7 +36,7 @@ public sealed class PodSandboxManager
     private readonly string podsDir;
 
     public PodSandboxManager(CriRuntimeConfig config, RuntimeHandlers runtimes, Cgroups cgroups, CniManager cni, Conmon conmon,
-        ILogger<PodSandboxManager> logger)
+        ContainerEventHub events, ILogger<PodSandboxManager> logger)
     {
         this.config = config;
         this.runtimes = runtimes;
@@ -43,7 +44,10 @@ public sealed class PodSandboxManager
         this.cni = cni;
         this.conmon = conmon;
         this.logger = logger;
-        store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), StateJsonContext.Default.PodSandboxRecord, logger);
+        store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), StateJsonContext.Default.PodSandboxRecord, logger)
+        {
+            Changed = events.OnChanged,
+        };
         podsDir = Path.Combine(config.State, "pods");
     }
 

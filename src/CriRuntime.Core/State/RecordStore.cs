@@ -34,6 +34,9 @@ public sealed class RecordStore<T> where T : class, IRecord
 
     public int Count => records.Count;
 
+    /// <summary>Called after each put or delete with the record before and after (null for none); loading calls nothing.</summary>
+    public Action<T?, T?>? Changed { get; set; }
+
     public IEnumerable<T> All => records.Values;
 
     public T? Get(string id) => records.TryGetValue(id, out var record) ? record : null;
@@ -61,12 +64,14 @@ public sealed class RecordStore<T> where T : class, IRecord
     {
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(record, typeInfo);
         await AtomicFile.WriteAllBytesAsync(PathOf(record.Id), json, cancellationToken).ConfigureAwait(false);
+        records.TryGetValue(record.Id, out var before);
         records[record.Id] = record;
+        Changed?.Invoke(before, record);
     }
 
     public void Delete(string id)
     {
-        records.TryRemove(id, out _);
+        if (records.TryRemove(id, out var before)) Changed?.Invoke(before, null);
         try
         {
             File.Delete(PathOf(id));

@@ -3,6 +3,7 @@ using CriRuntime.Config;
 using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
 using CriRuntime.Containers;
+using CriRuntime.Events;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
@@ -117,6 +118,7 @@ internal static class Daemon
         services.AddSingleton(sp => new PodCidrConfig(config.Cni.ConfDir, config.Cni.ConfTemplate, sp.GetRequiredService<ILogger<PodCidrConfig>>()));
         services.AddSingleton(sp => new Conmon(config.Runtime.Conmon, sp.GetRequiredService<ILogger<Conmon>>()));
         services.AddSingleton<RuntimeHandlers>();
+        services.AddSingleton<ContainerEventHub>();
         services.AddSingleton<PodSandboxManager>();
         services.AddSingleton<ContainerManager>();
         services.AddSingleton<ExitMonitor>();

@@ -1,8 +1,10 @@
 using CriRuntime.Config;
 using CriRuntime.Containers;
+using CriRuntime.Events;
 using CriRuntime.Network.Cni;
 using CriRuntime.Pods;
 using CriRuntime.Stats;
+using Microsoft.Extensions.Hosting;
 using Runtime.V1;
 
 namespace CriRuntime.Server;
@@ -12,7 +14,7 @@ namespace CriRuntime.Server;
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
 internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodCidrConfig podCidr, PodSandboxManager pods,
-    ContainerManager containers, StatsCollector stats)
+    ContainerManager containers, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime)
     : RuntimeService.RuntimeServiceBase
 {
     private static void RequireId(string id, string field)
