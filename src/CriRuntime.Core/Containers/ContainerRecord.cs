@@ -17,12 +17,18 @@ public enum ContainerPhase
 public sealed record ContainerRecord : IRecord
 {
     private ContainerConfig? config;
+    private byte[] configBytes = [];
 
     public required string Id { get; init; }
     public required string PodSandboxId { get; init; }
 
     /// <summary>The ContainerConfig as received, protobuf-encoded.</summary>
-    public required byte[] ConfigBytes { get; init; }
+    public required byte[] ConfigBytes
+    {
+        get => configBytes;
+        // A copy made with `with` must not keep the parsed config of the bytes it replaced.
+        init { configBytes = value; config = null; }
+    }
 
     /// <summary>The image id (config digest) the container was made from.</summary>
     public required string ImageId { get; init; }

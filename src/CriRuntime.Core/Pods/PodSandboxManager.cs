@@ -189,6 +189,26 @@ public sealed class PodSandboxManager
         await store.PutAsync(pod, CancellationToken.None).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Records new pod-level resources (an in-place resize) in the pod's config, as the kubelet reports them after
+    /// it has resized the pod cgroup itself; null leaves that part as it was. The pod must exist and be ready.
+    /// </summary>
+    public async Task UpdateResourcesAsync(string podId, LinuxContainerResources? overhead, LinuxContainerResources? resources, CancellationToken cancellationToken)
+    {
+        var pod = Get(podId);
+        using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
+        pod = store.Get(pod.Id) ?? throw new NotFoundException($"pod sandbox {podId} was removed meanwhile");
+        if (pod.Phase != PodSandboxPhase.Ready)
+            throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); its resources can no longer change");
+        if (overhead is null && resources is null) return;
+        var config = pod.Config.Clone();
+        config.Linux ??= new LinuxPodSandboxConfig();
+        if (overhead is not null) config.Linux.Overhead = overhead;
+        if (resources is not null) config.Linux.Resources = resources;
+        await store.PutAsync(pod with { ConfigBytes = config.ToByteArray() }, CancellationToken.None).ConfigureAwait(false);
+        logger.LogInformation("Pod sandbox {Id} resources updated", pod.Id);
+    }
+
     /// <summary>Removes the pod and everything it holds. An unknown id is not an error (CRI: idempotent).</summary>
     public async Task RemoveAsync(string podId, CancellationToken cancellationToken)
     {

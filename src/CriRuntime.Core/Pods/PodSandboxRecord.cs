@@ -19,11 +19,17 @@ public enum PodSandboxPhase
 public sealed record PodSandboxRecord : IRecord
 {
     private PodSandboxConfig? config;
+    private byte[] configBytes = [];
 
     public required string Id { get; init; }
 
     /// <summary>The PodSandboxConfig as received, protobuf-encoded.</summary>
-    public required byte[] ConfigBytes { get; init; }
+    public required byte[] ConfigBytes
+    {
+        get => configBytes;
+        // A copy made with `with` must not keep the parsed config of the bytes it replaced.
+        init { configBytes = value; config = null; }
+    }
 
     public required string RuntimeHandler { get; init; }
     public required PodSandboxPhase Phase { get; init; }
