@@ -19,7 +19,6 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
     {
         long started = Stopwatch.GetTimestamp();
         StatusCode code = StatusCode.OK;
-        IdleMemoryTrimmer.NoteActivity();
         try
         {
             return await continuation(request, context).ConfigureAwait(false);
@@ -41,7 +40,6 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
     {
         long started = Stopwatch.GetTimestamp();
         StatusCode code = StatusCode.OK;
-        IdleMemoryTrimmer.NoteActivity();
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
