@@ -19,6 +19,7 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
     {
         long started = Stopwatch.GetTimestamp();
         StatusCode code = StatusCode.OK;
+        IdleMemoryTrimmer.NoteActivity();
         try
         {
             return await continuation(request, context).ConfigureAwait(false);
@@ -32,6 +33,7 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
         finally
         {
             DaemonMetrics.ObserveCall(context.Method, code, Stopwatch.GetElapsedTime(started));
+            IdleMemoryTrimmer.NoteActivity();
         }
     }
 
@@ -40,6 +42,7 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
     {
         long started = Stopwatch.GetTimestamp();
         StatusCode code = StatusCode.OK;
+        IdleMemoryTrimmer.NoteActivity();
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
@@ -53,6 +56,7 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
         finally
         {
             DaemonMetrics.ObserveCall(context.Method, code, Stopwatch.GetElapsedTime(started));
+            IdleMemoryTrimmer.NoteActivity();
         }
     }
 
