@@ -17,6 +17,10 @@ internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniMana
     ContainerManager containers, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime)
     : RuntimeService.RuntimeServiceBase
 {
+    /// <summary>The statuses of every container of the pod, as PodSandboxStatus and container events carry them.</summary>
+    private IEnumerable<ContainerStatus> ContainerStatusesOf(string podSandboxId) =>
+        containers.List().Where(c => c.PodSandboxId == podSandboxId).Select(ContainerTranslation.StatusOf);
+
     private static void RequireId(string id, string field)
     {
         if (string.IsNullOrWhiteSpace(id)) throw new ArgumentException($"{field} is empty: give the id (ListPodSandbox / ListContainers show them)");

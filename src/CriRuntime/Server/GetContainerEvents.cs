@@ -25,7 +25,7 @@ internal sealed partial class CriRuntimeService
                 if (pods.Find(e.PodSandboxId) is { } pod && pod.Id == e.PodSandboxId)
                 {
                     response.PodSandboxStatus = PodTranslation.StatusOf(pod);
-                    response.ContainersStatuses.AddRange(containers.List().Where(c => c.PodSandboxId == pod.Id).Select(ContainerTranslation.StatusOf));
+                    response.ContainersStatuses.AddRange(ContainerStatusesOf(pod.Id));
                 }
                 await responseStream.WriteAsync(response, untilStopped.Token);
             }

@@ -12,7 +12,9 @@ internal sealed partial class CriRuntimeService
         var response = new PodSandboxStatusResponse
         {
             Status = PodTranslation.StatusOf(pod),
+            // The kubelet's evented PLEG takes a set timestamp to mean the container statuses come with it.
             Timestamp = Pods.PodSandboxManager.NowNanos(),
+            ContainersStatuses = { ContainerStatusesOf(pod.Id) },
         };
         if (request.Verbose) response.Info["info"] = PodTranslation.VerboseInfo(pod);
         return Task.FromResult(response);
