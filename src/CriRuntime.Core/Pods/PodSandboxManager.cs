@@ -129,7 +129,8 @@ public sealed class PodSandboxManager
             if (kinds != NamespaceKinds.None)
             {
                 System.IO.Directory.CreateDirectory(nsDir);
-                await Namespaces.CreatePinnedAsync(nsDir, kinds, hostname, cancellationToken).ConfigureAwait(false);
+                // A host-network pod keeps the node's UTS namespace, and with it the node's hostname.
+                await Namespaces.CreatePinnedAsync(nsDir, kinds, kinds.HasFlag(NamespaceKinds.Uts) ? hostname : null, cancellationToken).ConfigureAwait(false);
             }
 
             cgroups.Create(cgroupParent);
@@ -247,10 +248,9 @@ public sealed class PodSandboxManager
                 continue;
             }
             reservedNames[pod.ReservationKey] = pod.Id;
-            bool namespacesGone = pod.NetworkNamespace is { } net && !Namespaces.IsPinned(net);
-            if (pod.Phase == PodSandboxPhase.Ready && namespacesGone)
+            if (pod.Phase == PodSandboxPhase.Ready && LostToReboot(pod))
             {
-                logger.LogWarning("Pod sandbox {Id} lost its network namespace (the node rebooted?); it is NotReady now", pod.Id);
+                logger.LogWarning("Pod sandbox {Id} lost its namespaces or files under the state dir (the node rebooted?); it is NotReady now", pod.Id);
                 await store.PutAsync(pod with { Phase = PodSandboxPhase.NotReady }, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -264,6 +264,14 @@ public sealed class PodSandboxManager
         }
         logger.LogInformation("Recovered {Count} pod sandboxes", store.Count);
     }
+
+    /// <summary>
+    /// True when what the pod keeps under the volatile state dir is gone: its namespace pins or, for a pod with
+    /// none of its own (host network and IPC), its etc files. Either way its containers could not start again.
+    /// </summary>
+    private static bool LostToReboot(PodSandboxRecord pod) =>
+        new[] { pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace }.OfType<string>().Any(pin => !Namespaces.IsPinned(pin))
+        || !File.Exists(Path.Combine(pod.Directory, PodFiles.HostnameFile));
 
     /// <summary>
     /// Undoes a pod no one was told about (a failed or interrupted RunPodSandbox). What cannot be

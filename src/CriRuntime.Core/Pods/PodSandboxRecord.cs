@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using CriRuntime.Native;
 using CriRuntime.State;
 using Runtime.V1;
 
@@ -79,7 +80,7 @@ public sealed record PodSandboxRecord : IRecord
 
     /// <summary>The pod's hostname: the node's with host networking, else the config's, else the pod name.</summary>
     [JsonIgnore]
-    public string Hostname => HostNetwork ? Environment.MachineName
+    public string Hostname => HostNetwork ? Namespaces.CurrentHostname()
         : string.IsNullOrEmpty(Config.Hostname) ? Config.Metadata.Name : Config.Hostname;
 
     public static NamespaceMode PidModeOf(PodSandboxConfig config) =>

@@ -55,6 +55,35 @@ public sealed class PodNetworkTests(RegistryFixture registry, ITestOutputHelper 
         await Assert.ThrowsAnyAsync<SocketException>(() => ConnectAsync(IPAddress.Loopback, hostPort));
     }
 
+    [Theory]
+    [InlineData(NamespaceMode.Pod)]
+    [InlineData(NamespaceMode.Node)]
+    public async Task HostNetworkPod_SharesTheNodesNetworkAndHostname(NamespaceMode ipc)
+    {
+        await StartPodDaemonAsync();
+        var pod = await RunPodAsync("hostnet", c =>
+        {
+            c.Linux.SecurityContext.NamespaceOptions.Network = NamespaceMode.Node;
+            c.Linux.SecurityContext.NamespaceOptions.Ipc = ipc;
+        });
+        string app = await CreateAndStartAsync(pod, "app", ["sleep", "3600"]);
+
+        string nodeNet = new FileInfo("/proc/self/ns/net").LinkTarget!;
+        Assert.Equal(nodeNet + "\n", await ExecOkAsync(app, "busybox", "readlink", "/proc/self/ns/net"));
+        Assert.Equal(File.ReadAllText("/proc/sys/kernel/hostname"), await ExecOkAsync(app, "hostname"));
+        var response = await PodStatusAsync(pod.Id);
+        var status = response.Status;
+        Assert.Equal(PodSandboxState.SandboxReady, status.State);
+        // With a timestamp the kubelet's evented PLEG reads the containers from this answer alone.
+        Assert.True(response.Timestamp > 0);
+        Assert.Equal(ContainerState.ContainerRunning, Assert.Single(response.ContainersStatuses, c => c.Id == app).State);
+        Assert.Equal(NamespaceMode.Node, status.Linux.Namespaces.Options.Network);
+
+        await StopPodAsync(pod.Id);
+        await RemovePodAsync(pod.Id);
+        await AssertNothingLeftAsync([pod], [app], []);
+    }
+
     /// <summary>A port nothing listens on at 127.0.0.1 right now.</summary>
     private static int FreeLoopbackPort()
     {
