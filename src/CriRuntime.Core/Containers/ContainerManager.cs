@@ -93,14 +93,16 @@ public sealed class ContainerManager
         var image = images.Find(containerConfig.Image.Image)
             ?? throw new NotFoundException($"image '{containerConfig.Image.Image}' is not on this node; pull it first (PullImage / crictl pull)");
 
-        string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
+        // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
+        var runtime = runtimes.Resolve(pod.RuntimeHandler);
+        int stopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM;
         string id = PodSandboxManager.NewId();
+        using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
+        string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
         if (!reservedNames.TryAdd(key, id))
             throw new AlreadyExistsException(
                 $"pod sandbox {pod.Id} already has a container named {metadata.Name} (attempt {metadata.Attempt}): {reservedNames.GetValueOrDefault(key)}; remove it first or use another attempt");
 
-        using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
-        var runtime = runtimes.Resolve(pod.RuntimeHandler);
         string logPath = string.IsNullOrEmpty(pod.Config.LogDirectory) || string.IsNullOrEmpty(containerConfig.LogPath)
             ? ""
             : Path.Combine(pod.Config.LogDirectory, containerConfig.LogPath);
@@ -120,7 +122,7 @@ public sealed class ContainerManager
             Bundle = Path.Combine(bundlesDir, id),
             Directory = Path.Combine(containersDir, id),
             CgroupsPath = $"{pod.CgroupParent}/{id}",
-            StopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM,
+            StopSignal = stopSignal,
         };
 
         try
@@ -385,39 +387,18 @@ public sealed class ContainerManager
         store.Load();
         foreach (var container in store.All.ToList())
         {
-            if (container.Phase == ContainerPhase.Creating || pods.Find(container.PodSandboxId) is null)
+            // One container the daemon cannot make sense of (a handler removed from the config, a runtime that
+            // fails) must not keep the node from serving the rest: it is logged and left as recorded.
+            try
             {
-                logger.LogWarning("Container {Id} was being created when the daemon stopped (or lost its pod); removing what was made", container.Id);
-                await DiscardAsync(container, cancellationToken).ConfigureAwait(false);
-                continue;
+                await RecoverOneAsync(container, cancellationToken).ConfigureAwait(false);
             }
-            reservedNames[container.ReservationKey] = container.Id;
-            if (container.Phase == ContainerPhase.Exited) continue;
-            if (File.Exists(Path.Combine(ExitDir, container.Id)))
+            catch (Exception e) when (e is not OperationCanceledException)
             {
-                await MarkExitedAsync(container.Id, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
-                continue;
-            }
-            var state = await runtimes.Resolve(container.RuntimeHandler).StateAsync(container.Id, cancellationToken).ConfigureAwait(false);
-            if (state is null || state.Status == "stopped")
-            {
-                // Gone without an exit file: the node rebooted, or conmon was killed.
-                await store.PutAsync(container with
-                {
-                    Phase = ContainerPhase.Exited,
-                    ExitCode = 255,
-                    FinishedAt = PodSandboxManager.NowNanos(),
-                    Reason = "Unknown",
-                    Message = state is null ? "the container disappeared while the daemon was down (node reboot?)" : "the container stopped while the daemon was down and its exit code was lost",
-                }, cancellationToken).ConfigureAwait(false);
-            }
-            else if (state.Status == "running" && container.Phase == ContainerPhase.Created)
-            {
-                // Started just before a crash, before the record said so.
-                await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = PodSandboxManager.NowNanos() }, cancellationToken).ConfigureAwait(false);
+                logger.LogError(e, "Recovering container {Id} failed; it stays as recorded ({Phase})", container.Id, container.Phase);
             }
         }
-        // Bundles and directories no record owns were left by a crash before the first record write.
+        // Bundles and directories no record owns belong to a record that was set aside as unreadable.
         foreach (var dir in EnumerateDirectories(bundlesDir).Concat(EnumerateDirectories(containersDir).Where(d => Path.GetFileName(d) != "records")))
         {
             if (store.Get(Path.GetFileName(dir)) is not null) continue;
@@ -426,6 +407,41 @@ public sealed class ContainerManager
             if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) System.IO.Directory.Delete(dir, recursive: true);
         }
         logger.LogInformation("Recovered {Count} containers", store.Count);
+    }
+
+    private async Task RecoverOneAsync(ContainerRecord container, CancellationToken cancellationToken)
+    {
+        if (container.Phase == ContainerPhase.Creating || pods.Find(container.PodSandboxId) is null)
+        {
+            logger.LogWarning("Container {Id} was being created when the daemon stopped (or lost its pod); removing what was made", container.Id);
+            await DiscardAsync(container, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        reservedNames[container.ReservationKey] = container.Id;
+        if (container.Phase == ContainerPhase.Exited) return;
+        if (File.Exists(Path.Combine(ExitDir, container.Id)))
+        {
+            await MarkExitedAsync(container.Id, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var state = await runtimes.Resolve(container.RuntimeHandler).StateAsync(container.Id, cancellationToken).ConfigureAwait(false);
+        if (state is null || state.Status == "stopped")
+        {
+            // Gone without an exit file: the node rebooted, or conmon was killed.
+            await store.PutAsync(container with
+            {
+                Phase = ContainerPhase.Exited,
+                ExitCode = 255,
+                FinishedAt = PodSandboxManager.NowNanos(),
+                Reason = "Unknown",
+                Message = state is null ? "the container disappeared while the daemon was down (node reboot?)" : "the container stopped while the daemon was down and its exit code was lost",
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        else if (state.Status == "running" && container.Phase == ContainerPhase.Created)
+        {
+            // Started just before a crash, before the record said so.
+            await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = PodSandboxManager.NowNanos() }, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
