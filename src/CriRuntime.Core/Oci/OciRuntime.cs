@@ -121,6 +121,9 @@ public sealed class OciRuntime
             try
             {
                 await process.WaitForExitAsync(linked.Token).ConfigureAwait(false);
+                // The output is part of the deadline too: a background child of the command can hold the pipes
+                // open after the command itself has exited (`sh -c 'daemon &'`).
+                await Task.WhenAll(stdout, stderr).WaitAsync(linked.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -128,9 +131,7 @@ public sealed class OciRuntime
                 ct.ThrowIfCancellationRequested();
                 throw new TimeoutException($"timeout {timeout.TotalSeconds:0.###}s exceeded: command {Quote(cmd)} in container {id} did not finish in time and was killed");
             }
-            byte[] outBytes = await stdout.ConfigureAwait(false);
-            byte[] errBytes = await stderr.ConfigureAwait(false);
-            return new ExecResult(outBytes, errBytes, process.ExitCode);
+            return new ExecResult(await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false), process.ExitCode);
         }
         finally
         {

@@ -106,6 +106,19 @@ public sealed class ConmonRuntimeTests
     }
 
     [Theory, MemberData(nameof(Runtimes))]
+    public async Task ExecSync_timeout_also_bounds_output_held_open_by_a_background_child(string runtime)
+    {
+        await using var ctx = new RuntimeTestContext(runtime);
+        string id = ctx.NewId("execdrain");
+        await ctx.RunAsync(id, "sleep", "100000");
+        var started = DateTime.UtcNow;
+        // The shell exits at once; the sleep it leaves behind keeps stdout and stderr open.
+        await Assert.ThrowsAsync<TimeoutException>(() =>
+            ctx.Runtime.ExecSyncAsync(id, ["sh", "-c", "sleep 60 &"], TimeSpan.FromSeconds(1), default));
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(15), "the call waited for the background child");
+    }
+
+    [Theory, MemberData(nameof(Runtimes))]
     public async Task ReopenLog_writes_to_a_new_file_after_rotation(string runtime)
     {
         await using var ctx = new RuntimeTestContext(runtime);
