@@ -73,8 +73,9 @@ public sealed class StatsCollector(Cgroups cgroups, PodSandboxManager pods, Cont
     /// <summary>Drops remembered CPU samples of everything the node no longer has.</summary>
     public void ForgetGone()
     {
+        var present = containers.List().Select(c => c.Id).Concat(pods.List().Select(p => p.Id)).ToHashSet(StringComparer.Ordinal);
         foreach (string id in lastCpu.Keys)
-            if (containers.Find(id) is null && pods.Find(id) is null) lastCpu.TryRemove(id, out _);
+            if (!present.Contains(id)) lastCpu.TryRemove(id, out _);
     }
 
     private CpuUsage CpuOf(string id, CgroupUsage usage, long now)

@@ -18,15 +18,7 @@ internal sealed partial class CriRuntimeService
         stats.ForgetGone();
         var selection = new PodSandboxFilter { Id = filter?.Id ?? "", State = new PodSandboxStateValue { State = PodSandboxState.SandboxReady } };
         if (filter is not null) selection.LabelSelector.Add(filter.LabelSelector);
-        var result = new List<PodSandboxStats>();
-        foreach (var pod in PodTranslation.Filter(pods.List(), selection))
-        {
-            try { result.Add(stats.PodStatsOf(pod)); }
-            catch (FailedPreconditionException)
-            {
-                // Stopped between the listing and the reading.
-            }
-        }
-        return result;
+        // Records are immutable: a pod this filter saw as ready is ready in the record PodStatsOf reads.
+        return PodTranslation.Filter(pods.List(), selection).Select(stats.PodStatsOf);
     }
 }
