@@ -2,7 +2,7 @@
 # Benchmarks criruntime side by side with containerd (issue #4) and prints both runtimes' figures with
 # the ratio criruntime/containerd; writes the JSON to _output/bench/results-<time>.json.
 #
-#   hack/bench.sh            the full workload (takes about 15 minutes)
+#   hack/bench.sh            the full workload (takes about 10 minutes)
 #   hack/bench.sh --quick    fewer pods and runs, for a smoke test
 #   hack/bench.sh --out F    write the JSON to F
 #

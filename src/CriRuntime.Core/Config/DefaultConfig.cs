@@ -77,7 +77,8 @@ public static class DefaultConfig
             w.Key("path", handler.Path, "Absolute path of the OCI runtime binary.");
         }
 
-        w.Section("streaming", "The exec / attach / port-forward streaming server the kubelet redirects to.");
+        w.Section("streaming", "The exec / attach / port-forward streaming server the kubelet redirects to",
+            "(reserved: not served yet, so Exec, Attach and PortForward answer UNIMPLEMENTED).");
         w.Key("address", config.Streaming.Address,
             "IP:port it listens on; port 0 picks a free port. Use [::1]:port for IPv6.");
 
