@@ -42,9 +42,15 @@ if [ -d /run/systemd/system ]; then
   how="systemd unit criruntime (journalctl -u criruntime)"
 else
   pidfile=/run/criruntime.pid
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    kill -TERM "$(cat "$pidfile")"
-    for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.2; done
+  # Only a pid that is still criruntime is ours to stop (pids are reused after a crash).
+  old="$(cat "$pidfile" 2>/dev/null || true)"
+  if [ -n "$old" ] && [ "$(cat "/proc/$old/comm" 2>/dev/null)" = criruntime ]; then
+    kill -TERM "$old"
+    for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$old" 2>/dev/null; then
+      echo "hack/start.sh: the running criruntime (pid $old) did not stop within 10 s of SIGTERM; stop it and run this again" >&2
+      exit 1
+    fi
   fi
   setsid nohup /usr/local/bin/criruntime --config /etc/criruntime/config.toml >>/var/log/criruntime.log 2>&1 </dev/null &
   echo $! >"$pidfile"
