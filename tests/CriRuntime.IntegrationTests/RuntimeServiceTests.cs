@@ -53,7 +53,7 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
         }, deadline: Deadline());
         string rendered = File.ReadAllText(Path.Combine(confDir, "10-criruntime-template.conflist"));
         Assert.Contains("\"subnet\": \"10.244.3.0/24\"", rendered);
-        var ready = Condition(await StatusAsync(d), "NetworkReady");
+        var ready = await NetworkReadyConditionAsync(d, expected: true);
         Assert.True(ready.Status, $"NetworkReady is still false after the template was rendered: {ready.Reason}: {ready.Message}");
         var verbose = await d.Runtime.StatusAsync(new StatusRequest { Verbose = true }, deadline: Deadline());
         Assert.Contains("10.244.3.0/24", verbose.Info["config"]);
@@ -88,14 +88,14 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
             }
             """);
 
-        var ready = Condition(await StatusAsync(d), "NetworkReady");
+        var ready = await NetworkReadyConditionAsync(d, expected: true);
         Assert.True(ready.Status, $"NetworkReady is still false after adding a conflist: {ready.Reason}: {ready.Message}");
         Assert.True(Condition(await StatusAsync(d), "RuntimeReady").Status);
 
         // And back: an invalid config alone is not ready.
         File.Delete(Path.Combine(confDir, "10-test.conflist"));
         File.WriteAllText(Path.Combine(confDir, "10-broken.conflist"), "{ not json");
-        var broken = Condition(await StatusAsync(d), "NetworkReady");
+        var broken = await NetworkReadyConditionAsync(d, expected: false);
         Assert.False(broken.Status, "NetworkReady is true with only a broken conflist");
         Assert.Equal("NetworkPluginNotReady", broken.Reason);
     }
@@ -190,6 +190,21 @@ public sealed class RuntimeServiceTests(ITestOutputHelper output) : DaemonTest(o
         catch (RpcException e)
         {
             throw new Xunit.Sdk.XunitException($"Status failed: {e.StatusCode}: {e.Status.Detail}\n{d.LogTail()}");
+        }
+    }
+
+    /// <summary>
+    /// The NetworkReady condition once it reads <paramref name="expected"/>, or the last one read after 10 s: the
+    /// daemon learns of conf_dir changes from inotify, so a Status call right after a write may come before it.
+    /// </summary>
+    private static async Task<RuntimeCondition> NetworkReadyConditionAsync(DaemonProcess d, bool expected)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var condition = Condition(await StatusAsync(d), "NetworkReady");
+            if (condition.Status == expected || DateTime.UtcNow > deadline) return condition;
+            await Task.Delay(50);
         }
     }
 
