@@ -14,6 +14,7 @@ PACKAGES=(
   apache2-utils   # htpasswd -B for registry basic-auth tests
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
+  umoci   # TarFramingTests: Debian's 0.4.7 "umoci insert" writes a layer without tar end blocks
 )
 
 if [[ $(id -u) -ne 0 ]]; then
