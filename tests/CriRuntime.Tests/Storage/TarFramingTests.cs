@@ -233,6 +233,16 @@ public sealed class TarFramingTests : IDisposable
         Assert.Equal("data", File.ReadAllText(tmp["t/f"]));
     }
 
+    [Fact]
+    public async Task A_gnu_sparse_entry_is_refused_as_bad_data()
+    {
+        // TarReader throws NotSupportedException, which does not say the layer is at fault.
+        byte[] tar = new RawTar().Header("holes", 'S', 0).Build();
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() =>
+            new LayerUnpacker().UnpackAsync(new NonSeekable(tar), tmp["t"], CancellationToken.None));
+        Assert.Equal("layer entry 'holes' is a GNU sparse file, which is not supported", e.Message);
+    }
+
     // ---- the filter reads sizes as TarReader does ----
 
     [Fact]
