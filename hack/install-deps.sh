@@ -14,6 +14,7 @@ PACKAGES=(
   apache2-utils   # htpasswd -B for registry basic-auth tests
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
+  gcc libc6-dev      # gcc -static: the small helpers in the critest stand-in images (hack/critest.sh)
 )
 
 if [[ $(id -u) -ne 0 ]]; then
