@@ -66,10 +66,15 @@ cleanup() {
     kill -KILL "$daemon_pid" 2>/dev/null
     wait "$daemon_pid" 2>/dev/null
   fi
-  # Containers outlive the daemon under conmon: kill anything still running from our state dir.
-  for pidfile in $(find "$work/state" -name '*.pid' 2>/dev/null); do
+  # Containers outlive the daemon under conmon: kill what is left of ours (conmon, whose command line
+  # names our state dir, and container processes, whose root is under our temp dir).
+  for pidfile in $(find "$work/state" \( -name conmon.pid -o -name pidfile \) 2>/dev/null); do
     pid="$(cat "$pidfile" 2>/dev/null)"
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$work" && kill -KILL "$pid"
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] || continue
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$work/" ||
+       [[ "$(readlink "/proc/$pid/root" 2>/dev/null)" == "$work/"* ]]; then
+      kill -KILL "$pid"
+    fi
   done
   # Unmount everything under the temp dir, deepest first.
   awk -v w="$work" '$2 == w || index($2, w "/") == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
