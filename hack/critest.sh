@@ -229,7 +229,9 @@ echo "=== critest summary"
 grep -E '^(Ran [0-9]+ of [0-9]+ Specs|(FAIL|SUCCESS)! -- )' "$report_dir/critest.log" || echo "(no ginkgo summary: critest did not finish)"
 if [ "$status" -ne 0 ]; then
   echo "=== critest failures"
-  awk '/^Summarizing [0-9]+ Failure/ { p = 1 } p' "$report_dir/critest.log" | head -n 60
+  awk '/^Summarizing [0-9]+ Failure/ { p = 1 } p && /^Ran [0-9]+ of/ { exit } p' "$report_dir/critest.log"
+  # Each failure's message (the [FAILED] line and what follows it, up to the Go error dump).
+  awk '/^  \[FAILED\] / && !/^  \[FAILED\] in \[/ { n = 6; print; next } n > 0 { if ($0 ~ /^  Unexpected error|^[[:space:]]*$|^  \[FAILED\] in /) { n = 0; next } print; n-- }' "$report_dir/critest.log" | cut -c1-400
   echo "daemon log: $report_dir/daemon.log"
 fi
 exit "$status"
