@@ -56,6 +56,10 @@ public sealed record ContainerSpecInput
     /// privileged_without_host_devices turns this off).</summary>
     public bool PrivilegedWithHostDevices { get; init; } = true;
 
+    /// <summary>What privileged and capabilities.add ["ALL"] grant; null: the daemon's own effective set
+    /// (<see cref="RuntimeSpecBuilder.CurrentCapabilities"/>), read at each build.</summary>
+    public IReadOnlyList<string>? GrantableCapabilities { get; init; }
+
     /// <summary>Whether memory+swap limits exist (cgroup v1 memory.memsw.*). containerd sets swap equal to
     /// the memory limit when they do, so a container does not swap by default. Null: probe this host.</summary>
     public bool? SwapLimitSupported { get; init; }

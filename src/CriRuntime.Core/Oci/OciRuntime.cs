@@ -210,25 +210,65 @@ public sealed class OciRuntime
         }
     }
 
-    /// <summary>Kills an exec'd process tree (pid from --pid-file) and the runtime process waiting for it.</summary>
+    /// <summary>
+    /// Kills an exec'd process tree (pid from --pid-file), then lets the runtime process that waits for it reap it
+    /// and exit, and returns once the killed processes are gone: the caller's next exec must not find them.
+    /// </summary>
     private async Task KillExecAsync(Process runtimeProcess, string pidFile, string id)
     {
-        // The runtime writes the pid file once the process exists; give it a moment if we are that early.
-        int? pid = null;
-        for (int i = 0; i < 100 && pid is null && !runtimeProcess.HasExited; i++)
+        // The runtime writes the pid file once the process exists. On a busy node `runc exec` can take longer than a
+        // 1 s timeout to get there; killing it then could leave a command starting after we gave up, so wait for it.
+        int? pid = ReadPidFile(pidFile);
+        var pidFileDeadline = DateTime.UtcNow + ExecPidFileWait;
+        while (pid is null && !runtimeProcess.HasExited && DateTime.UtcNow < pidFileDeadline)
         {
+            await Task.Delay(20).ConfigureAwait(false);
             pid = ReadPidFile(pidFile);
-            if (pid is null) await Task.Delay(20).ConfigureAwait(false);
         }
         pid ??= ReadPidFile(pidFile);
+        IReadOnlyList<int> killed = [];
         if (pid is int p)
         {
-            var killed = Signals.KillTree(p);
+            killed = Signals.KillTree(p);
             logger.LogInformation("Exec in container {Id} timed out; killed pids {Pids}", id, string.Join(',', killed));
         }
-        try { runtimeProcess.Kill(); } catch (InvalidOperationException) { }
-        try { await runtimeProcess.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); }
-        catch (TimeoutException) { logger.LogWarning("{Runtime} exec for container {Id} did not exit after being killed", HandlerName, id); }
+        // The exec'd process is a child of `runc exec` / `crun exec`, which reaps it and exits once it died. Killing the
+        // runtime first would orphan it: its zombie would go to the node's init or, for a process whose parent is in
+        // the container, to the container's init, which (top, sleep, most apps) never reaps, so `pgrep` would still
+        // find it. Only a runtime that does not exit on its own is killed.
+        if (pid is null || !await ExitsWithinAsync(runtimeProcess, ExecReapWait).ConfigureAwait(false))
+        {
+            try { runtimeProcess.Kill(); } catch (InvalidOperationException) { }
+            if (!await ExitsWithinAsync(runtimeProcess, TimeSpan.FromSeconds(10)).ConfigureAwait(false))
+                logger.LogWarning("{Runtime} exec for container {Id} did not exit after being killed", HandlerName, id);
+        }
+        // A descendant whose parent died with it is reparented to the container's init, which reaps it, unless it is
+        // an app that never waits (then it stays a zombie there, as any orphan in that container would): wait a little.
+        var deadline = DateTime.UtcNow + OrphanReapWait;
+        while (killed.Any(Signals.Exists) && DateTime.UtcNow < deadline) await Task.Delay(10).ConfigureAwait(false);
+        var left = killed.Where(Signals.Exists).ToList();
+        if (left.Count > 0)
+            logger.LogWarning("Exec in container {Id}: killed pids {Pids} are not reaped yet (zombies of a parent that does not wait for its children)",
+                id, string.Join(',', left));
+    }
+
+    /// <summary>How long a timed-out exec's runtime gets to write the pid file of the command it starts.</summary>
+    private static readonly TimeSpan ExecPidFileWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long the runtime gets to reap the killed command and exit before it is killed too.</summary>
+    private static readonly TimeSpan ExecReapWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the container's init gets to reap the killed command's orphaned descendants.</summary>
+    private static readonly TimeSpan OrphanReapWait = TimeSpan.FromSeconds(1);
+
+    private static async Task<bool> ExitsWithinAsync(Process process, TimeSpan wait)
+    {
+        try
+        {
+            await process.WaitForExitAsync(CancellationToken.None).WaitAsync(wait).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException) { return false; }
     }
 
     internal static int? ReadPidFile(string path)

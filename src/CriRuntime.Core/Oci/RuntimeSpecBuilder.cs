@@ -20,7 +20,10 @@ public static class RuntimeSpecBuilder
         "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
     ];
 
-    /// <summary>Every capability Linux 5.9+ knows, by number (what "ALL" and privileged mean).</summary>
+    /// <summary>
+    /// Every capability Linux 5.9+ knows, indexed by its number. "ALL" and privileged mean those of them the daemon
+    /// holds itself (<see cref="CurrentCapabilities"/>), as containerd's WithAllCurrentCapabilities does.
+    /// </summary>
     public static readonly IReadOnlyList<string> AllCapabilities =
     [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
@@ -31,6 +34,16 @@ public static class RuntimeSpecBuilder
         "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
         "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
     ];
+
+    /// <summary>
+    /// The known capabilities in the daemon's effective set, in number order: what privileged and "ALL" grant. A node
+    /// whose bounding set lacks one (CAP_SYS_RESOURCE on some hardened hosts) could not start a container asking for it.
+    /// </summary>
+    public static List<string> CurrentCapabilities() => CapabilitiesIn(ProcessCapabilities.Effective());
+
+    /// <summary>The names of the known capabilities whose bits are set in <paramref name="mask"/>; unknown bits are left out.</summary>
+    public static List<string> CapabilitiesIn(ulong mask) =>
+        AllCapabilities.Where((_, bit) => (mask & (1UL << bit)) != 0).ToList();
 
     /// <summary>containerd's default masked /proc and /sys paths.</summary>
     public static readonly IReadOnlyList<string> DefaultMaskedPaths =
@@ -87,8 +100,10 @@ public static class RuntimeSpecBuilder
         process.Env = Environment(input);
         process.User = User(input, security);
 
-        // Capabilities: the default set, then CRI's add/drop; privileged gets everything.
-        var caps = privileged ? AllCapabilities.ToList() : ApplyCapabilityChanges(DefaultCapabilities, security.Capabilities);
+        // Capabilities: the default set, then CRI's add/drop; privileged gets everything the daemon holds.
+        bool wantsAll = privileged || security.Capabilities?.AddCapabilities.Any(IsAll) == true;
+        var all = wantsAll ? input.GrantableCapabilities?.ToList() ?? CurrentCapabilities() : [];
+        var caps = privileged ? all : ApplyCapabilityChanges(DefaultCapabilities, security.Capabilities, all);
         process.Capabilities = new SpecCapabilities { Bounding = caps, Effective = [.. caps], Permitted = [.. caps] };
         if (security.Capabilities?.AddAmbientCapabilities is { Count: > 0 } ambient)
         {
@@ -319,12 +334,13 @@ public static class RuntimeSpecBuilder
         return new SpecUser { Uid = resolved.Uid, Gid = resolved.Gid, AdditionalGids = gids };
     }
 
-    internal static List<string> ApplyCapabilityChanges(IReadOnlyList<string> defaults, Capability? changes)
+    /// <summary>CRI's add/drop on <paramref name="defaults"/>; "ALL" in add means <paramref name="all"/>.</summary>
+    internal static List<string> ApplyCapabilityChanges(IReadOnlyList<string> defaults, Capability? changes, IReadOnlyList<string> all)
     {
         var caps = defaults.ToList();
         if (changes is null) return caps;
         // "ALL" is applied first so that "add ALL, drop CHOWN" means everything but CAP_CHOWN.
-        if (changes.AddCapabilities.Any(IsAll)) caps = AllCapabilities.ToList();
+        if (changes.AddCapabilities.Any(IsAll)) caps = all.ToList();
         if (changes.DropCapabilities.Any(IsAll)) caps = [];
         foreach (string c in changes.AddCapabilities.Where(c => !IsAll(c)).Select(CapabilityName))
             if (!caps.Contains(c)) caps.Add(c);

@@ -115,6 +115,7 @@ public sealed class PodSandboxManager
             UtsNamespace = kinds.HasFlag(NamespaceKinds.Uts) ? Path.Combine(nsDir, "uts") : null,
             NetworkAttached = !hostNetwork,
             InfraId = PodSandboxRecord.PidModeOf(podConfig) == NamespaceMode.Pod ? id : null,
+            ChosenHostname = PodSandboxRecord.ChooseHostname(podConfig, Namespaces.CurrentHostname),
         };
 
         try
@@ -383,6 +384,9 @@ public sealed class PodSandboxManager
         var cgroupParent = podConfig.Linux?.CgroupParent;
         if (!string.IsNullOrEmpty(cgroupParent) && (!cgroupParent.StartsWith('/') || cgroupParent.Split('/').Contains("..")))
             throw new ArgumentException($"config.linux.cgroup_parent '{cgroupParent}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
+        // Checked before anything is made; an empty hostname means the node's (containerd's rule).
+        if (!string.IsNullOrEmpty(podConfig.Hostname))
+            Namespaces.ValidateHostname(podConfig.Hostname, "config.hostname");
         if (podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid == NamespaceMode.Target)
             throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
     }

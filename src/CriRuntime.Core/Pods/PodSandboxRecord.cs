@@ -78,10 +78,21 @@ public sealed record PodSandboxRecord : IRecord
     [JsonIgnore]
     public NamespaceMode PidMode => PidModeOf(Config);
 
-    /// <summary>The pod's hostname: the node's with host networking, else the config's, else the pod name.</summary>
+    /// <summary>
+    /// The hostname chosen when the pod ran: the config's, or the node's when the config has none (as containerd
+    /// does). Stored, because its UTS namespace and /etc/hostname keep it even if the node is renamed later. Null in
+    /// records written before it was stored; those pods got the config's hostname or else the pod name.
+    /// </summary>
+    public string? ChosenHostname { get; init; }
+
+    /// <summary>The pod's hostname: the node's current one with host networking, else the one chosen at RunPodSandbox.</summary>
     [JsonIgnore]
     public string Hostname => HostNetwork ? Namespaces.CurrentHostname()
-        : string.IsNullOrEmpty(Config.Hostname) ? Config.Metadata.Name : Config.Hostname;
+        : ChosenHostname ?? (string.IsNullOrEmpty(Config.Hostname) ? Config.Metadata.Name : Config.Hostname);
+
+    /// <summary>What RunPodSandbox names a pod: the config's hostname, else the node's (containerd's rule).</summary>
+    public static string ChooseHostname(PodSandboxConfig config, Func<string> nodeHostname) =>
+        string.IsNullOrEmpty(config.Hostname) ? nodeHostname() : config.Hostname;
 
     public static NamespaceMode PidModeOf(PodSandboxConfig config) =>
         config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;

@@ -9,6 +9,41 @@ namespace CriRuntime.IntegrationTests.Pods;
 [Collection(RegistryCollection.Name)]
 public sealed class PodLifecycleTests(RegistryFixture registry, ITestOutputHelper output) : PodTest(registry, output)
 {
+    /// <summary>
+    /// critest names pods with long uuids and gives them no hostname. As under containerd, a pod without one gets the
+    /// node's hostname (UTS namespace, /etc/hostname, $HOSTNAME), however long its name; it keeps that
+    /// hostname across a daemon restart; an explicit hostname longer than the kernel's 64 is InvalidArgument.
+    /// </summary>
+    [Fact]
+    public async Task PodWithoutHostname_GetsTheNodesHostname_AndATooLongHostnameIsInvalidArgument()
+    {
+        var first = await StartPodDaemonAsync();
+        string nodeHostname = File.ReadAllText("/proc/sys/kernel/hostname").Trim();
+        string longName = "hostless-" + new string('x', 91);
+        Assert.Equal(100, longName.Length);
+        var pod = await RunPodAsync(longName, c => c.Hostname = "");
+        string id = await CreateAndStartAsync(pod, "app", ["sleep", "3600"]);
+
+        Assert.Equal(nodeHostname + "\n", await ExecOkAsync(id, "hostname"));
+        Assert.Equal(nodeHostname + "\n", await ExecOkAsync(id, "cat", "/etc/hostname"));
+        Assert.Equal(nodeHostname + "\n", await ExecOkAsync(id, "sh", "-c", "echo $HOSTNAME"));
+
+        // The hostname is the pod's from RunPodSandbox on: a restarted daemon gives new containers the same one.
+        await first.KillAsync();
+        await RestartPodDaemonAsync(first);
+        string second = await CreateAndStartAsync(pod, "after-restart", ["sleep", "3600"]);
+        Assert.Equal(nodeHostname + "\n", await ExecOkAsync(second, "hostname"));
+        Assert.Equal(nodeHostname + "\n", await ExecOkAsync(second, "sh", "-c", "echo $HOSTNAME"));
+
+        string tooLong = new string('h', 70);
+        var config = NewPodConfig("hostname-too-long");
+        config.Hostname = tooLong;
+        var error = await ExpectErrorAsync(StatusCode.InvalidArgument, "RunPodSandbox with a 70-character hostname",
+            dl => Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config }, deadline: dl));
+        Assert.Contains("hostname", error.Status.Detail);
+        Assert.Contains("64", error.Status.Detail);
+    }
+
     [Fact]
     public async Task FullLifecycle_StatusListsAndFiltersFollowEveryStep()
     {

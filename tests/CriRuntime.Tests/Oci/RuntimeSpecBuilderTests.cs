@@ -299,10 +299,53 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
 
         var all = new LinuxContainerSecurityContext { Capabilities = new Capability { AddCapabilities = { "ALL" }, DropCapabilities = { "CHOWN" } } };
         var allCaps = RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(all))).Process!.Capabilities!.Bounding!;
-        Assert.Equal(RuntimeSpecBuilder.AllCapabilities.Count - 1, allCaps.Count);
+        Assert.Equal(RuntimeSpecBuilder.CurrentCapabilities().Where(c => c != "CAP_CHOWN"), allCaps);
 
         var none = new LinuxContainerSecurityContext { Capabilities = new Capability { DropCapabilities = { "ALL" }, AddCapabilities = { "NET_BIND_SERVICE" } } };
         Assert.Equal(["CAP_NET_BIND_SERVICE"], RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(none))).Process!.Capabilities!.Bounding!);
+    }
+
+    /// <summary>
+    /// "All" is what the daemon holds, as containerd's WithAllCurrentCapabilities: on a node whose bounding set lacks
+    /// CAP_SYS_RESOURCE, asking runc for it fails the start ("unable to apply caps: operation not permitted").
+    /// </summary>
+    [Fact]
+    public void Privileged_and_add_ALL_grant_the_daemons_current_capabilities_only()
+    {
+        var held = RuntimeSpecBuilder.AllCapabilities.Where(c => c != "CAP_SYS_RESOURCE").ToList();
+        var pod = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "p" }, Linux = new LinuxPodSandboxConfig { SecurityContext = new LinuxSandboxSecurityContext { Privileged = true } } };
+
+        var privileged = Input(WithSecurity(new LinuxContainerSecurityContext { Privileged = true }), pod: pod) with { GrantableCapabilities = held };
+        var caps = RuntimeSpecBuilder.BuildContainer(privileged).Process!.Capabilities!;
+        Assert.Equal(held, caps.Bounding!);
+        Assert.Equal(held, caps.Effective!);
+        Assert.Equal(held, caps.Permitted!);
+
+        var addAll = Input(WithSecurity(new LinuxContainerSecurityContext { Capabilities = new Capability { AddCapabilities = { "all" }, DropCapabilities = { "NET_RAW" } } })) with { GrantableCapabilities = held };
+        Assert.Equal(held.Where(c => c != "CAP_NET_RAW"), RuntimeSpecBuilder.BuildContainer(addAll).Process!.Capabilities!.Bounding!);
+    }
+
+    [Fact]
+    public void Current_capabilities_are_the_known_ones_in_this_process_CapEff()
+    {
+        Assert.Equal(["CAP_CHOWN", "CAP_KILL", "CAP_CHECKPOINT_RESTORE"], RuntimeSpecBuilder.CapabilitiesIn((1UL << 0) | (1UL << 5) | (1UL << 40) | (1UL << 63)));
+        Assert.Equal(RuntimeSpecBuilder.AllCapabilities.Where(c => c != "CAP_SYS_RESOURCE"), RuntimeSpecBuilder.CapabilitiesIn(0x000001fffeffffff));
+
+        string status = File.ReadAllText("/proc/self/status");
+        string capEff = status.Split('\n').Single(l => l.StartsWith("CapEff:", StringComparison.Ordinal)).Split(':')[1].Trim();
+        ulong mask = Convert.ToUInt64(capEff, 16);
+        var expected = Enumerable.Range(0, RuntimeSpecBuilder.AllCapabilities.Count).Where(bit => (mask >> bit & 1) == 1).Select(bit => RuntimeSpecBuilder.AllCapabilities[bit]);
+        Assert.Equal(expected, RuntimeSpecBuilder.CurrentCapabilities());
+    }
+
+    [Fact]
+    public void Proc_status_capability_lines_parse_and_a_missing_one_is_an_error()
+    {
+        const string status = "Name:\tcriruntime\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        Assert.Equal(0x000001fffeffffffUL, CriRuntime.Native.ProcessCapabilities.ParseStatusField(status, "CapEff"));
+        Assert.Equal(0UL, CriRuntime.Native.ProcessCapabilities.ParseStatusField(status, "CapInh"));
+        Assert.Throws<FormatException>(() => CriRuntime.Native.ProcessCapabilities.ParseStatusField(status, "CapAmb"));
+        Assert.Throws<FormatException>(() => CriRuntime.Native.ProcessCapabilities.ParseStatusField("CapEff:\tzz\n", "CapEff"));
     }
 
     [Fact]
@@ -312,7 +355,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
         Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(sc))));
         var pod = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "p" }, Linux = new LinuxPodSandboxConfig { SecurityContext = new LinuxSandboxSecurityContext { Privileged = true } } };
         var spec = RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(sc), pod: pod));
-        Assert.Equal(RuntimeSpecBuilder.AllCapabilities, spec.Process!.Capabilities!.Bounding!);
+        Assert.Equal(RuntimeSpecBuilder.CurrentCapabilities(), spec.Process!.Capabilities!.Bounding!);
         Assert.Null(spec.Linux!.MaskedPaths);
         Assert.Null(spec.Linux.ReadonlyPaths);
         Assert.Contains("rw", spec.Mounts.Single(m => m.Destination == "/sys").Options!);
