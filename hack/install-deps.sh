@@ -15,6 +15,7 @@ PACKAGES=(
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
   umoci   # TarFramingTests: Debian's 0.4.7 "umoci insert" writes a layer without tar end blocks
+  gcc libc6-dev      # gcc -static: the small helpers in the critest stand-in images (hack/critest.sh)
 )
 
 if [[ $(id -u) -ne 0 ]]; then

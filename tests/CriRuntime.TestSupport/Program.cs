@@ -16,6 +16,11 @@ const string Usage = """
           Builds and pushes the images of hack/bench.sh: bench/busybox:latest, bench/pause:latest (catatonit -P),
           bench/large:latest (busybox + N MiB of random layers, default 128 MiB in 4 layers) and
           bench/shared:latest (the same layers plus one of --extra-mib MiB, default 16). Same output format.
+      push-critest-images --registry HOST:PORT --busybox PATH
+          Builds stand-ins for every image stock critest v1.26.1 pulls and pushes them under the upstream
+          repository paths (e2e-test-images/busybox:1.29-2, k8s-staging-cri-tools/test-image-1:latest, ...), for a
+          registry mirror of registry.k8s.io and gcr.io. PATH is Debian's dynamically linked busybox (package
+          busybox); needs gcc and libc6-dev (gcc -static). Same output format. Used by hack/critest.sh.
       help, --help, -h
           This text.
     """;
@@ -34,6 +39,8 @@ try
             return await PushTestImages(args[1..]);
         case "push-bench-images":
             return await PushBenchImages(args[1..]);
+        case "push-critest-images":
+            return await PushCritestImages(args[1..]);
         default:
             Console.Error.WriteLine($"error: unknown command '{args[0]}'\n");
             Console.Error.WriteLine(Usage);
@@ -100,6 +107,25 @@ static async Task<int> PushBenchImages(string[] args)
     if (registry is null) throw new UsageException("--registry HOST:PORT is required");
 
     return await PushAndReport(registry, ct => BenchImages.PushAsync(registry, largeMiB, layers, extraMiB, ct));
+}
+
+static async Task<int> PushCritestImages(string[] args)
+{
+    string? registry = null, busybox = null;
+    for (var i = 0; i < args.Length; i++)
+    {
+        string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"{args[i]} needs a value");
+        switch (args[i])
+        {
+            case "--registry": registry = Value(); break;
+            case "--busybox": busybox = Value(); break;
+            default: throw new UsageException($"unknown option '{args[i]}'");
+        }
+    }
+    if (registry is null) throw new UsageException("--registry HOST:PORT is required");
+    if (busybox is null) throw new UsageException("--busybox PATH (Debian's dynamically linked busybox) is required");
+
+    return await PushAndReport(registry, ct => CritestImages.PushAsync(registry, busybox, ct));
 }
 
 // Pushes, then prints one "reference<TAB>digest<TAB>media type" line per pushed reference.
