@@ -4,6 +4,7 @@ using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
 using CriRuntime.Containers;
 using CriRuntime.Events;
+using CriRuntime.Hosting.Http2;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
@@ -49,8 +50,13 @@ internal static class Daemon
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            // Kestrel takes over the listening socket we bound (and set the mode of) ourselves.
-            kestrel.ListenHandle(socketHandle, listen => listen.Protocols = HttpProtocols.Http2);
+            // Kestrel takes over the listening socket we bound (and set the mode of) ourselves. The
+            // rewrite lets grpc-go clients that send the socket path as :authority in (see Http2/).
+            kestrel.ListenHandle(socketHandle, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                listen.UseAuthorityRewrite();
+            });
             if (metricsEndpoint is not null)
                 kestrel.Listen(metricsEndpoint, listen => listen.Protocols = HttpProtocols.Http1);
         });

@@ -1,0 +1,93 @@
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace CriRuntime.Hosting.Http2;
+
+/// <summary>
+/// Kestrel connection middleware for the CRI unix socket. grpc-go clients dialled the way the kubelet,
+/// crictl and critest did up to Kubernetes 1.30 send the socket path as HTTP/2 <c>:authority</c>,
+/// which Kestrel refuses (RST_STREAM PROTOCOL_ERROR) with no option to allow it. This sits below
+/// Kestrel's HTTP/2 layer and hands it the client's bytes through an <see cref="Http2AuthorityRewriter"/>.
+/// </summary>
+internal static class AuthorityRewriteMiddleware
+{
+    public static ListenOptions UseAuthorityRewrite(this ListenOptions listen)
+    {
+        var logger = listen.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(AuthorityRewriteMiddleware).FullName!);
+        var kestrelLimits = listen.KestrelServerOptions.Limits;
+        listen.Use(next => connection => RunAsync(connection, next, kestrelLimits, logger));
+        return listen;
+    }
+
+    private static async Task RunAsync(ConnectionContext connection, ConnectionDelegate next, KestrelServerLimits kestrelLimits, ILogger logger)
+    {
+        var limits = new Http2RewriterLimits(kestrelLimits.Http2.HeaderTableSize, kestrelLimits.Http2.MaxFrameSize, kestrelLimits.MaxRequestHeadersTotalSize);
+        var original = connection.Transport;
+        long bufferLimit = kestrelLimits.MaxRequestBufferSize ?? 1024 * 1024;
+        var pipe = new Pipe(new PipeOptions(
+            pool: connection.Features.Get<IMemoryPoolFeature>()?.MemoryPool,
+            pauseWriterThreshold: bufferLimit,
+            resumeWriterThreshold: bufferLimit / 2,
+            useSynchronizationContext: false));
+        connection.Transport = new RewrittenTransport(pipe.Reader, original.Output);
+        var pump = PumpAsync(original.Input, pipe.Writer, limits, connection.ConnectionId, logger);
+        try
+        {
+            await next(connection).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Kestrel is done with the connection: unblock the pump wherever it waits, then let it finish.
+            pipe.Reader.Complete();
+            original.Input.CancelPendingRead();
+            await pump.ConfigureAwait(false);
+            connection.Transport = original;
+        }
+    }
+
+    /// <summary>Copies the client's bytes through the rewriter; never throws.</summary>
+    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2RewriterLimits limits, string connectionId, ILogger logger)
+    {
+        await Task.Yield();
+        Exception? error = null;
+        using var rewriter = new Http2AuthorityRewriter(limits);
+        try
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync().ConfigureAwait(false);
+                var status = rewriter.Process(result.Buffer, output);
+                input.AdvanceTo(result.Buffer.End);
+                var flush = await output.FlushAsync().ConfigureAwait(false);
+                if (status == RewriteStatus.Failed)
+                {
+                    logger.LogDebug("HTTP/2 connection {Connection}: {Error}; closing it with a connection error", connectionId, rewriter.Error);
+                    break;
+                }
+                if (flush.IsCompleted || flush.IsCanceled || result.IsCompleted || result.IsCanceled) break;
+            }
+        }
+        catch (Exception e)
+        {
+            // The transport failed (reset by the peer, aborted): Kestrel sees the same failure on its read.
+            error = e;
+        }
+        try
+        {
+            await input.CompleteAsync().ConfigureAwait(false);
+            await output.CompleteAsync(error).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            logger.LogDebug(e, "HTTP/2 connection {Connection}: completing the rewritten input", connectionId);
+        }
+    }
+
+    private sealed class RewrittenTransport(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+        public PipeWriter Output { get; } = output;
+    }
+}
