@@ -9,8 +9,10 @@ namespace CriRuntime.TestSupport;
 /// <param name="PushedManifestDigest">The digest of the manifest the registry serves for the tag after skopeo's push.</param>
 /// <param name="PushedManifestMediaType">Its mediaType: OCI, or Docker schema 2 if skopeo converted it.</param>
 /// <param name="PushedManifestJson">The manifest the registry serves.</param>
+/// <param name="LayerTarEndings">Per layer of umoci's manifest: its uncompressed size and whether the tar stream ends
+/// with the two zero blocks of an end-of-archive marker (tar writers differ here).</param>
 public sealed record UmociPushResult(string Reference, string LayoutManifestDigest, string PushedManifestDigest,
-    string PushedManifestMediaType, string PushedManifestJson)
+    string PushedManifestMediaType, string PushedManifestJson, IReadOnlyList<string> LayerTarEndings)
 {
     /// <summary>True if skopeo pushed umoci's manifest byte for byte (no conversion to another schema).</summary>
     public bool PushedUnchanged => PushedManifestDigest == LayoutManifestDigest;
@@ -77,7 +79,7 @@ public static class UmociImage
         string pushedDigest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body));
         using var doc = JsonDocument.Parse(body);
         string mediaType = doc.RootElement.TryGetProperty("mediaType", out var mt) ? mt.GetString() ?? "" : response.Content.Headers.ContentType?.MediaType ?? "";
-        return new UmociPushResult(reference, layoutDigest, pushedDigest, mediaType, manifest);
+        return new UmociPushResult(reference, layoutDigest, pushedDigest, mediaType, manifest, LayerTarEndings(layout, layoutDigest));
     }
 
     // Same contents as the standard busybox image (TestImages.BusyboxLayer), written as plain files for umoci to diff.
@@ -111,6 +113,39 @@ public static class UmociImage
             if (m.TryGetProperty("annotations", out var a) && a.TryGetProperty("org.opencontainers.image.ref.name", out var name) && name.GetString() == tag)
                 return m.GetProperty("digest").GetString()!;
         throw new InvalidOperationException($"umoci's {layout}/index.json names no manifest for tag {tag}");
+    }
+
+    private static List<string> LayerTarEndings(string layout, string manifestDigest)
+    {
+        string Blob(string digest) => Path.Combine(layout, "blobs", "sha256", digest["sha256:".Length..]);
+        using var manifest = JsonDocument.Parse(File.ReadAllBytes(Blob(manifestDigest)));
+        var endings = new List<string>();
+        foreach (var layer in manifest.RootElement.GetProperty("layers").EnumerateArray())
+        {
+            string digest = layer.GetProperty("digest").GetString()!;
+            using var file = File.OpenRead(Blob(digest));
+            using Stream tar = layer.GetProperty("mediaType").GetString()!.EndsWith("+gzip", StringComparison.Ordinal)
+                ? new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress)
+                : file;
+            // Keep only the last 1024 bytes seen while reading the whole stream.
+            var tail = new byte[1024];
+            var buffer = new byte[81920];
+            long total = 0;
+            int n;
+            while ((n = tar.Read(buffer)) > 0)
+            {
+                if (n >= tail.Length) Array.Copy(buffer, n - tail.Length, tail, 0, tail.Length);
+                else
+                {
+                    Array.Copy(tail, n, tail, 0, tail.Length - n);
+                    Array.Copy(buffer, 0, tail, tail.Length - n, n);
+                }
+                total += n;
+            }
+            bool marker = total >= 1024 && tail.All(b => b == 0);
+            endings.Add($"{digest}: {total} bytes of tar, {(marker ? "ends with" : "WITHOUT")} the two zero end-of-archive blocks");
+        }
+        return endings;
     }
 
     private static async Task<HostCommand.Result> RunAsync(string tool, IReadOnlyList<string> args, CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using CriRuntime.TestSupport;
 using Runtime.V1;
 using Xunit;
@@ -40,6 +41,8 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
         // schema 2) when the registry accepts OCI, as Debian's docker-registry does. Said here so a change shows.
         Output.WriteLine($"skopeo pushed {pushed.Reference}: {pushed.PushedManifestMediaType} {pushed.PushedManifestDigest} " +
             $"(umoci's layout manifest {pushed.LayoutManifestDigest}, unchanged: {pushed.PushedUnchanged})");
+        // Whatever umoci's tar writer does at the end of a layer, the layer must unpack (the pull below).
+        Output.WriteLine($"umoci's layers: {string.Join("; ", pushed.LayerTarEndings)}");
         Assert.Equal(UmociImage.OciManifestMediaType, pushed.PushedManifestMediaType);
         Assert.True(pushed.PushedUnchanged, $"skopeo changed the manifest: umoci wrote {pushed.LayoutManifestDigest}, the registry serves {pushed.PushedManifestDigest}:\n{pushed.PushedManifestJson}");
         string image = pushed.Reference;
@@ -52,10 +55,10 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
         // ---- pull, images, inspecti
         string pull = await CrictlOkAsync(crictl, "pull", image);
         Assert.Matches(@"Image is up to date for sha256:[0-9a-f]{64}", pull);
-        string imageId = System.Text.RegularExpressions.Regex.Match(pull, "sha256:[0-9a-f]{64}").Value;
+        string imageId = Regex.Match(pull, "sha256:[0-9a-f]{64}").Value;
 
         string imagesTable = await CrictlOkAsync(crictl, "images");
-        Assert.Matches($@"(?m)^{System.Text.RegularExpressions.Regex.Escape($"{Registry.Host}/{repo}")}\s+v1\s+{imageId[7..20]}", imagesTable);
+        Assert.Matches($@"(?m)^{Regex.Escape($"{Registry.Host}/{repo}")}\s+v1\s+{imageId[7..20]}", imagesTable);
         using (var images = Json(await CrictlOkAsync(crictl, "images", "-o", "json")))
         {
             var listed = images.RootElement.GetProperty("images").EnumerateArray()
@@ -190,9 +193,9 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
         Assert.Contains("code = NotFound", inspect.Stderr);
         Assert.Contains("nonexistent", inspect.Stderr);
 
-        var rmp = await CrictlAsync(crictl, "inspectp", "nonexistent");
-        Assert.True(rmp.ExitCode != 0, $"crictl inspectp nonexistent succeeded:\n{rmp}");
-        Assert.Contains("code = NotFound", rmp.Stderr);
+        var inspectp = await CrictlAsync(crictl, "inspectp", "nonexistent");
+        Assert.True(inspectp.ExitCode != 0, $"crictl inspectp nonexistent succeeded:\n{inspectp}");
+        Assert.Contains("code = NotFound", inspectp.Stderr);
     }
 
     // ---- crictl
@@ -209,7 +212,7 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
 
     // crictl would otherwise read /etc/crictl.yaml, which belongs to the host, not this test.
     private string WriteCrictlConfig() =>
-        WriteJson("crictl.yaml", null, $"runtime-endpoint: unix://{Daemon.Socket}\nimage-endpoint: unix://{Daemon.Socket}\ntimeout: 60\ndebug: false\npull-image-on-create: false\n");
+        WriteFile("crictl.yaml", $"runtime-endpoint: unix://{Daemon.Socket}\nimage-endpoint: unix://{Daemon.Socket}\ntimeout: 60\ndebug: false\npull-image-on-create: false\n");
 
     private async Task<HostCommand.Result> CrictlAsync(string crictl, params string[] args)
     {
@@ -219,7 +222,10 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
         using var timeout = new CancellationTokenSource(CrictlTimeout);
         try
         {
-            return await HostCommand.RunAsync(crictl, all, cancellationToken: timeout.Token);
+            var run = await HostCommand.RunAsync(crictl, all, cancellationToken: timeout.Token);
+            // Every call and what it printed, so a failure shows the conversation that led to it.
+            Output.WriteLine($"$ crictl {string.Join(' ', args)}  (exit {run.ExitCode})\n{run.Stdout.TrimEnd()}{(run.Stderr.Length > 0 ? "\nstderr: " + run.Stderr.TrimEnd() : "")}");
+            return run;
         }
         catch (OperationCanceledException)
         {
@@ -272,11 +278,15 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
     // network=POD(0), pid=CONTAINER(1), ipc=POD(0), as the kubelet asks for an ordinary pod.
     private static JsonObject NamespaceOptionsJson() => new() { ["network"] = 0, ["pid"] = 1, ["ipc"] = 0 };
 
-    private string WriteJson(string name, JsonObject? json, string? text = null)
+    private string WriteJson(string name, JsonObject json) =>
+        WriteFile(name, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+    /// <summary>Writes a file into this test's crictl config dir (deleted after the test); returns its path.</summary>
+    private string WriteFile(string name, string text)
     {
         string dir = configDir ??= TempDir("criruntime-crictl-");
         string path = Path.Combine(dir, name);
-        File.WriteAllText(path, text ?? json!.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(path, text);
         return path;
     }
 
