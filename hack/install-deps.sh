@@ -15,6 +15,7 @@ PACKAGES=(
   umoci skopeo    # an image built and pushed by other tools than ours, for the crictl lifecycle test
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
+  umoci   # TarFramingTests: Debian's 0.4.7 "umoci insert" writes a layer without tar end blocks
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -48,6 +48,8 @@ public sealed class LayerUnpacker(ILogger? logger = null)
     /// <summary>
     /// Unpacks <paramref name="tar"/> (already decompressed) into <paramref name="targetDir"/>, created
     /// if missing, then reads the stream to its end so a digest computed over it covers every byte.
+    /// A tar without its end-of-archive blocks is accepted and a truncated one refused (see
+    /// <see cref="PaxXattrFilter"/>).
     /// On failure the directory is left partially written: the caller deletes it.
     /// </summary>
     public async Task<UnpackResult> UnpackAsync(Stream tar, string targetDir, CancellationToken ct)
@@ -525,8 +527,8 @@ public sealed class LayerUnpacker(ILogger? logger = null)
 
         private static List<(string Name, byte[] Value)> ExtendedAttributes(TarEntry entry, IReadOnlyList<(string Name, byte[] Value)> filtered)
         {
-            // Normally PaxXattrFilter has taken them out of the header with their exact bytes; only
-            // a header it passed through untouched (oversized) leaves them to TarReader's strings.
+            // PaxXattrFilter has taken them out of the header with their exact bytes; only a
+            // LIBARCHIVE.xattr record it could not decode is left (and skipped here again).
             var result = new List<(string Name, byte[] Value)>(filtered);
             if (entry is PaxTarEntry pax)
             {

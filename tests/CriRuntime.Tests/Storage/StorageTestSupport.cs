@@ -125,9 +125,22 @@ internal sealed class RawTar
         return this;
     }
 
-    public byte[] Build(byte[]? trailing = null)
+    /// <summary>Only a header, declaring <paramref name="size"/> (base-256 when asked); data, if any, via <see cref="Bytes"/>.</summary>
+    public RawTar Header(string name, char type, long size, bool base256 = false)
     {
-        stream.Write(new byte[1024]);
+        WriteHeader(name, type, base256 ? 0 : size, "644", 0, 0, 1_600_000_000, "", base256 ? size : null);
+        return this;
+    }
+
+    public RawTar Bytes(byte[] bytes)
+    {
+        stream.Write(bytes);
+        return this;
+    }
+
+    public byte[] Build(byte[]? trailing = null, bool endBlocks = true)
+    {
+        if (endBlocks) stream.Write(new byte[1024]);
         if (trailing is not null) stream.Write(trailing);
         return stream.ToArray();
     }
@@ -140,7 +153,7 @@ internal sealed class RawTar
         return Encoding.ASCII.GetBytes(length.ToString()).Concat(body).ToArray();
     }
 
-    private void WriteHeader(string name, char type, long size, string mode, int uid, int gid, long mtime, string linkName)
+    private void WriteHeader(string name, char type, long size, string mode, int uid, int gid, long mtime, string linkName, long? base256Size = null)
     {
         var h = new byte[512];
         Encoding.UTF8.GetBytes(name).CopyTo(h, 0);
@@ -148,6 +161,13 @@ internal sealed class RawTar
         Octal(h, 108, 8, uid);
         Octal(h, 116, 8, gid);
         Octal(h, 124, 12, size);
+        if (base256Size is { } big)
+        {
+            // GNU base-256: 0x80, then the value big-endian in the remaining 11 bytes.
+            h.AsSpan(124, 12).Clear();
+            h[124] = 0x80;
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(h.AsSpan(128, 8), big);
+        }
         Octal(h, 136, 12, mtime);
         h[156] = (byte)type;
         Encoding.UTF8.GetBytes(linkName).CopyTo(h, 157);
