@@ -12,6 +12,7 @@ PACKAGES=(
   docker-registry busybox-static
   iptables iproute2
   apache2-utils   # htpasswd -B for registry basic-auth tests
+  umoci skopeo    # an image built and pushed by other tools than ours, for the crictl lifecycle test
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
   umoci   # TarFramingTests: Debian's 0.4.7 "umoci insert" writes a layer without tar end blocks

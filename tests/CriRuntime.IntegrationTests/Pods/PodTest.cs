@@ -188,6 +188,19 @@ public abstract class PodTest(RegistryFixture registry, ITestOutputHelper output
         return new TestPod(response.PodSandboxId, config);
     }
 
+    /// <summary>
+    /// Records a pod made by another client (crictl) so cleanup stops, removes and sweeps it as its own: call with
+    /// the uid before RunPodSandbox (its cgroups are found by uid even if the call fails half-way), then with the id.
+    /// </summary>
+    protected void TrackPod(string uid, string? podId = null)
+    {
+        lock (gate)
+        {
+            if (!podUids.Contains(uid)) podUids.Add(uid);
+            if (podId is not null && !podIds.Contains(podId)) podIds.Add(podId);
+        }
+    }
+
     protected Task<PodSandboxStatusResponse> PodStatusAsync(string podId, bool verbose = false) =>
         CallAsync($"PodSandboxStatus({podId})",
             dl => Runtime.PodSandboxStatusAsync(new PodSandboxStatusRequest { PodSandboxId = podId, Verbose = verbose }, deadline: dl));
