@@ -12,10 +12,10 @@ PACKAGES=(
   docker-registry busybox-static
   iptables iproute2
   apache2-utils   # htpasswd -B for registry basic-auth tests
-  umoci skopeo    # an image built and pushed by other tools than ours, for the crictl lifecycle test
   ca-certificates curl jq
   clang zlib1g-dev   # Native AOT publish of the daemon (hack/build.sh)
-  umoci   # TarFramingTests: Debian's 0.4.7 "umoci insert" writes a layer without tar end blocks
+  umoci skopeo    # images made and pushed by tools other than ours: the crictl lifecycle test; TarFramingTests
+                  # (Debian's umoci 0.4.7 "insert" writes a layer without tar end blocks)
   gcc libc6-dev      # gcc -static: the small helpers in the critest stand-in images (hack/critest.sh)
 )
 
