@@ -30,6 +30,9 @@ internal static class AuthorityRewriteMiddleware
             pool: connection.Features.Get<IMemoryPoolFeature>()?.MemoryPool,
             pauseWriterThreshold: bufferLimit,
             resumeWriterThreshold: bufferLimit / 2,
+            // Kestrel's frame loop continues on the pump's thread when the pump flushes, instead of
+            // waiting for a thread-pool hop per read; it hands requests to the pool itself.
+            readerScheduler: PipeScheduler.Inline,
             useSynchronizationContext: false));
         connection.Transport = new RewrittenTransport(pipe.Reader, original.Output);
         var pump = PumpAsync(original.Input, pipe.Writer, limits, connection.ConnectionId, logger);
@@ -41,7 +44,7 @@ internal static class AuthorityRewriteMiddleware
         {
             // Kestrel is done with the connection: unblock the pump wherever it waits, then let it finish.
             pipe.Reader.Complete();
-            original.Input.CancelPendingRead();
+            if (!pump.IsCompleted) original.Input.CancelPendingRead();
             await pump.ConfigureAwait(false);
             connection.Transport = original;
         }

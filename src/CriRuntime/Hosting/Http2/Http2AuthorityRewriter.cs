@@ -12,7 +12,7 @@ namespace CriRuntime.Hosting.Http2;
 internal readonly record struct Http2RewriterLimits(int HeaderTableSize, int MaxFrameSize, int MaxHeaderListSize)
 {
     /// <summary>Most compressed octets of one header block buffered across HEADERS + CONTINUATION frames.</summary>
-    public int MaxCompressedBlockSize => MaxHeaderListSize + MaxFrameSize;
+    public long MaxCompressedBlockSize => (long)MaxHeaderListSize + MaxFrameSize;
 }
 
 /// <summary>What <see cref="Http2AuthorityRewriter.Process"/> left the stream in.</summary>
