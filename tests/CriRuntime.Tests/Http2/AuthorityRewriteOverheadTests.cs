@@ -13,8 +13,9 @@ namespace CriRuntime.Tests.Http2;
 /// <summary>
 /// What the rewrite costs (figures for BENCHMARKS.md, written to the test output): per grpc-go
 /// header block, per pass-through frame (which must not allocate), and sequential requests per
-/// second through Kestrel with and without the middleware. Bounds are loose so a 2-core CI machine
-/// under load passes, but a regression by an order of magnitude (or any allocation per DATA frame) fails.
+/// second through Kestrel with and without the middleware. Only what is deterministic is asserted
+/// (no allocation per DATA frame, a bounded allocation per header block, every request served): speed
+/// is judged from the printed figures and hack/bench.sh, never by a timed assertion.
 /// </summary>
 public sealed class AuthorityRewriteOverheadTests(ITestOutputHelper output)
 {
@@ -80,7 +81,6 @@ public sealed class AuthorityRewriteOverheadTests(ITestOutputHelper output)
         output.WriteLine($"grpc-go header block ({steady.Length} octets in, {HeaderOut(rewriter, steadyInput)} out): decode+rewrite+encode {nsPerBlock:F0} ns/block wall, {cpuNsPerBlock:F0} ns CPU, {headerAllocated / (double)Blocks:F1} B allocated/block");
         output.WriteLine($"1 KiB DATA frame pass-through: {nsPerData:F0} ns/frame wall, {cpuNsPerData:F0} ns CPU, {dataAllocated} B allocated over {DataFrames} frames");
         Assert.Equal(0, dataAllocated);
-        Assert.True(nsPerBlock < 50_000, $"{nsPerBlock:F0} ns per header block");
         Assert.True(headerAllocated / Blocks < 256, $"{headerAllocated / Blocks} B allocated per steady-state header block");
     }
 
@@ -109,7 +109,7 @@ public sealed class AuthorityRewriteOverheadTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task SequentialRequests_WithAndWithoutTheMiddleware()
+    public async Task SequentialRequests_AreAllServed_WithAndWithoutTheMiddleware()
     {
         string dir = Directory.CreateTempSubdirectory("criruntime-h2bench-").FullName;
         try
@@ -137,8 +137,6 @@ public sealed class AuthorityRewriteOverheadTests(ITestOutputHelper output)
             output.WriteLine($"load average at the end: {File.ReadAllText("/proc/loadavg").Trim()}");
             output.WriteLine($"sequential GET requests on one connection, median of 8 alternating rounds of 1000: without {withoutMedian:F0}/s, with {withMedian:F0}/s");
             output.WriteLine($"  rounds without: {string.Join(", ", without.Select(x => x.ToString("F0")))}; with: {string.Join(", ", with.Select(x => x.ToString("F0")))}");
-            // Loose: a shared 2-core machine spreads single rounds widely; a broken pump (a stall per read) would be far below.
-            Assert.True(withMedian > 0.25 * withoutMedian, $"with the middleware {withMedian:F0}/s against {withoutMedian:F0}/s without");
         }
         finally
         {
