@@ -60,7 +60,10 @@ public sealed class CniManagerTests : IDisposable
         await cni.TearDownAsync(pod, CancellationToken.None);
 
         Assert.Empty(env.AllocatedIps());
-        Assert.False(CniTestEnvironment.LinkExists(HostVeth(result)));   // the kernel removed the pair with the netns
+        // The kernel removes the pair with the netns, but in a work queue after the last reference is gone: wait for it.
+        string hostVeth = HostVeth(result);
+        for (int i = 0; i < 100 && CniTestEnvironment.LinkExists(hostVeth); i++) await Task.Delay(50);
+        Assert.False(CniTestEnvironment.LinkExists(hostVeth));
         Assert.False(File.Exists(cni.CacheEntryPath(pod.SandboxId)));
     }
 
