@@ -71,9 +71,7 @@ public sealed class GrpcGoClientTests(ITestOutputHelper output) : DaemonTest(out
 
     private async Task<string> CrictlAsync(DaemonProcess d, string command)
     {
-        string crictl = Path.Combine(DaemonProcess.RepoRoot, "_output", "critools", "crictl");
-        if (!File.Exists(crictl))
-            throw new InvalidOperationException($"{crictl} is missing: run hack/install-critools.sh (CRITOOLS_DIR=/dir/with/crictl to use a local copy)");
+        string crictl = StockCriTools.Crictl;
         var psi = new ProcessStartInfo(crictl) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new[] { "--runtime-endpoint", "unix://" + d.Socket, "--image-endpoint", "unix://" + d.Socket, "--timeout", "20s", command })
             psi.ArgumentList.Add(a);

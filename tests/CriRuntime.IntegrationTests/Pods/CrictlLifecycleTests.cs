@@ -30,7 +30,7 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
     [Fact]
     public async Task Crictl_DrivesWholePodLifecycle_OnUmociImagePushedBySkopeo()
     {
-        string crictl = LocateCrictl();
+        string crictl = StockCriTools.Crictl;
         await StartPodDaemonAsync();
         configFile = WriteCrictlConfig();
 
@@ -184,7 +184,7 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
     [Fact]
     public async Task Crictl_InspectOfUnknownContainer_ShowsNotFound()
     {
-        string crictl = LocateCrictl();
+        string crictl = StockCriTools.Crictl;
         await StartPodDaemonAsync();
         configFile = WriteCrictlConfig();
 
@@ -199,16 +199,6 @@ public sealed class CrictlLifecycleTests(RegistryFixture registry, ITestOutputHe
     }
 
     // ---- crictl
-
-    /// <summary>_output/critools/crictl of this checkout; the test fails (never skips) without it.</summary>
-    private string LocateCrictl()
-    {
-        string path = Path.Combine(DaemonProcess.RepoRoot, "_output", "critools", "crictl");
-        if (!File.Exists(path))
-            throw new Xunit.Sdk.XunitException($"{path} is missing: run hack/install-critools.sh (stock crictl v1.26.1; " +
-                "CRITOOLS_DIR=DIR picks an unpacked copy) before these tests");
-        return path;
-    }
 
     // crictl would otherwise read /etc/crictl.yaml, which belongs to the host, not this test.
     private string WriteCrictlConfig() =>
