@@ -205,4 +205,21 @@ public sealed class PullTests(RegistryFixture registry, ITestOutputHelper output
             $"{registry.Host}/busybox@sha256:{new string('0', 64)}");
         Assert.Empty(await ListAsync(d));
     }
+
+    [Fact]
+    public async Task IndexWithoutThisNodesPlatform_IsNotFound()
+    {
+        // The image exists, but not for this node: NOT_FOUND, as containerd answers ("no match for platform in
+        // manifest: not found"). Before the core's exceptions carried error kinds this answered INTERNAL.
+        var d = await StartDaemonAsync();
+        string repo = RegistryFixture.UniqueRepo("foreign");
+        BuiltImage Make(Platform p) => TestImages.BusyboxImageBuilder("foreign-" + repo, platform: p).Build();
+        var index = BuiltIndex.Create([Make(new Platform("linux", "s390x")), Make(new Platform("linux", "riscv64"))]);
+        await RegistryPusher.PushAsync(registry.Registry, repo, "latest", index);
+
+        var e = await ExpectPullErrorAsync(d, StatusCode.NotFound, registry.Ref($"{repo}:latest"));
+        Assert.Contains("linux/s390x", e.Status.Detail);
+        Assert.Contains("linux/riscv64", e.Status.Detail);
+        Assert.Empty(await ListAsync(d));
+    }
 }

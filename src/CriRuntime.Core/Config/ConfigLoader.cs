@@ -14,10 +14,11 @@ namespace CriRuntime.Config;
 /// A configuration file (the daemon's config.toml or a registry hosts.toml) that cannot be used. The message
 /// says where (file, line when known, full key) and what to change, so it can be printed as is.
 /// </summary>
-public sealed class ConfigException : Exception
+/// <remarks>FailedPrecondition: the node's configuration must be fixed before the call can work.</remarks>
+public sealed class ConfigException : CriException
 {
     public ConfigException(string message, string? sourceName = null, string? key = null, int? line = null, Exception? inner = null)
-        : base(message, inner)
+        : base(CriErrorKind.FailedPrecondition, message, inner)
     {
         SourceName = sourceName;
         Key = key;

@@ -79,9 +79,9 @@ public sealed class ContainerManager
     public async Task<ContainerRecord> CreateAsync(string podSandboxId, ContainerConfig containerConfig, CancellationToken cancellationToken)
     {
         if (containerConfig.Metadata is not { } metadata || string.IsNullOrWhiteSpace(metadata.Name))
-            throw new ArgumentException("config.metadata.name is empty: give the container a name");
+            throw new InvalidArgumentException("config.metadata.name is empty: give the container a name");
         if (string.IsNullOrWhiteSpace(containerConfig.Image?.Image))
-            throw new ArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
+            throw new InvalidArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
 
         var pod = pods.Get(podSandboxId);
         // Pod lock first, then the container's (the order StopPodSandbox takes them in too).
@@ -304,7 +304,7 @@ public sealed class ContainerManager
     public async Task<ExecResult> ExecSyncAsync(string containerId, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
     {
         if (command.Count == 0 || string.IsNullOrEmpty(command[0]))
-            throw new ArgumentException("cmd is empty: give the command to run in the container");
+            throw new InvalidArgumentException("cmd is empty: give the command to run in the container");
         var container = Get(containerId);
         if (container.Phase != ContainerPhase.Running)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}; commands can only be executed in a running container");
@@ -533,7 +533,7 @@ public sealed class ContainerManager
         {
             NamespaceMode.Node => PidNamespaceMode.Node,
             NamespaceMode.Container => PidNamespaceMode.Container,
-            NamespaceMode.Target => throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is not supported yet; use POD or CONTAINER"),
+            NamespaceMode.Target => throw new InvalidArgumentException("config.linux.security_context.namespace_options.pid TARGET is not supported yet; use POD or CONTAINER"),
             _ => pod.InfraId is null ? PidNamespaceMode.Container : PidNamespaceMode.Pod,
         };
     }

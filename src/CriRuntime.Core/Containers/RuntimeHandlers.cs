@@ -31,7 +31,7 @@ public sealed class RuntimeHandlers
         string name = string.IsNullOrEmpty(handler) ? DefaultHandler : handler;
         return runtimes.TryGetValue(name, out var runtime)
             ? runtime
-            : throw new ArgumentException(
+            : throw new InvalidArgumentException(
                 $"runtime handler '{name}' is not configured; known handlers: {string.Join(", ", runtimes.Keys.Order())} (add [runtime.handlers.{name}] to the config)");
     }
 }

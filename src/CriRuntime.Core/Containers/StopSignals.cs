@@ -11,6 +11,6 @@ public static class StopSignals
         if (string.IsNullOrWhiteSpace(name)) return null;
         return Signals.TryParse(name, out int signal)
             ? signal
-            : throw new ArgumentException($"{what} '{name}' is not a known signal (such as SIGTERM, SIGINT, SIGQUIT, or a number 1-64)");
+            : throw new InvalidArgumentException($"{what} '{name}' is not a known signal (such as SIGTERM, SIGINT, SIGQUIT, or a number 1-64)");
     }
 }

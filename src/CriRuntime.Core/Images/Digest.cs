@@ -11,7 +11,7 @@ public readonly record struct Digest(string Algorithm, string Hex)
     public static Digest Parse(string text) =>
         TryParse(text, out var digest)
             ? digest
-            : throw new FormatException($"'{text}' is not a valid digest: expected sha256:<64 lowercase hex digits> or sha512:<128>");
+            : throw new InvalidFormatException($"'{text}' is not a valid digest: expected sha256:<64 lowercase hex digits> or sha512:<128>");
 
     public static bool TryParse(string? text, out Digest digest)
     {
@@ -66,7 +66,7 @@ public sealed record Platform(string Os, string Architecture, string? Variant = 
     {
         var parts = text.Split('/');
         if (parts.Length is < 2 or > 3 || parts.Any(string.IsNullOrWhiteSpace))
-            throw new FormatException($"'{text}' is not a platform: expected os/architecture[/variant], for example linux/amd64");
+            throw new InvalidFormatException($"'{text}' is not a platform: expected os/architecture[/variant], for example linux/amd64");
         return new Platform(parts[0], parts[1], parts.Length == 3 ? parts[2] : null);
     }
 

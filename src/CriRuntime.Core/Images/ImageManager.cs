@@ -331,7 +331,7 @@ public sealed class ImageManager
 public sealed record FilesystemUsage(string Mountpoint, long UsedBytes, long InodesUsed, DateTimeOffset Timestamp);
 
 /// <summary>An image whose manifest and config disagree, or that is otherwise unusable.</summary>
-public sealed class InvalidImageException(string message) : Exception(message);
+public sealed class InvalidImageException(string message) : CriException(CriErrorKind.FailedPrecondition, message);
 
 /// <summary>Bytes downloaded so far of a pull, logged now and then so a long pull is visibly alive.</summary>
 internal sealed class PullProgress(ImageReference reference, long total)

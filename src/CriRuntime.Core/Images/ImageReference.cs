@@ -39,7 +39,7 @@ public sealed record ImageReference(string Registry, string Repository, string? 
 
     /// <summary>Parses and normalizes <paramref name="text"/>; throws <see cref="FormatException"/> saying what is wrong.</summary>
     public static ImageReference Parse(string text) =>
-        TryParse(text, out var reference, out var error) ? reference : throw new FormatException(error);
+        TryParse(text, out var reference, out var error) ? reference : throw new InvalidFormatException(error);
 
     public static bool TryParse(string text, [NotNullWhen(true)] out ImageReference? reference, [NotNullWhen(false)] out string? error)
     {

@@ -136,7 +136,7 @@ public sealed class RegistryHosts
         ArgumentNullException.ThrowIfNull(registry);
         // The registry becomes a directory name: nothing that could walk out of the config directory.
         if (registry.Length == 0 || registry is "." or ".." || registry.Contains('/') || registry.Contains('\\') || registry.Contains('\0'))
-            throw new ArgumentException($"'{registry}' is not a registry host", nameof(registry));
+            throw new InvalidArgumentException($"'{registry}' is not a registry host", nameof(registry));
     }
 
     private string? FindDirectory(string registry)

@@ -294,7 +294,7 @@ public sealed partial class Cgroups
     private void SetV1(string path, LinuxContainerResources r)
     {
         if (r.Unified.Count > 0)
-            throw new ArgumentException(
+            throw new InvalidArgumentException(
                 $"resources.unified ({string.Join(", ", r.Unified.Keys)}) can only be applied on a cgroup v2 host; this host uses cgroup v1", nameof(r));
 
         if (ControllerDir("cpu", path) is { } cpu)
@@ -362,9 +362,9 @@ public sealed partial class Cgroups
             string swap;
             if (r.MemorySwapLimitInBytes < 0) swap = "max";
             else if (r.MemoryLimitInBytes <= 0)
-                throw new ArgumentException("memory_swap_limit_in_bytes needs memory_limit_in_bytes on cgroup v2", nameof(r));
+                throw new InvalidArgumentException("memory_swap_limit_in_bytes needs memory_limit_in_bytes on cgroup v2", nameof(r));
             else if (r.MemorySwapLimitInBytes < r.MemoryLimitInBytes)
-                throw new ArgumentException(
+                throw new InvalidArgumentException(
                     $"memory_swap_limit_in_bytes ({r.MemorySwapLimitInBytes}) is below memory_limit_in_bytes ({r.MemoryLimitInBytes}); it counts memory plus swap", nameof(r));
             else swap = (r.MemorySwapLimitInBytes - r.MemoryLimitInBytes).ToString(CultureInfo.InvariantCulture);
             string swapFile = Path.Combine(dir, "memory.swap.max");
@@ -380,9 +380,9 @@ public sealed partial class Cgroups
         foreach (var (key, value) in r.Unified)
         {
             if (!UnifiedKey().IsMatch(key))
-                throw new ArgumentException($"resources.unified key '{Namespaces.Printable(key)}' is not a cgroup v2 interface file name like memory.high", nameof(r));
+                throw new InvalidArgumentException($"resources.unified key '{Namespaces.Printable(key)}' is not a cgroup v2 interface file name like memory.high", nameof(r));
             if (value.Contains('\n') || value.Contains('\0'))
-                throw new ArgumentException($"resources.unified[{key}] value '{Namespaces.Printable(value)}' contains a newline or NUL", nameof(r));
+                throw new InvalidArgumentException($"resources.unified[{key}] value '{Namespaces.Printable(value)}' contains a newline or NUL", nameof(r));
             WriteControl(Path.Combine(dir, key), value);
         }
     }
@@ -397,11 +397,11 @@ public sealed partial class Cgroups
     /// <summary>"2MB" / "1GB" as the CRI sends them, checked and returned as the kernel's file-name part.</summary>
     internal static string HugepageSuffix(string pageSize) =>
         HugepageSize().IsMatch(pageSize) ? pageSize
-            : throw new ArgumentException($"hugepage_limits page_size '{Namespaces.Printable(pageSize)}' must look like 2MB or 1GB", nameof(pageSize));
+            : throw new InvalidArgumentException($"hugepage_limits page_size '{Namespaces.Printable(pageSize)}' must look like 2MB or 1GB", nameof(pageSize));
 
     private static string ValidateCpuList(string list, string field) =>
         CpuList().IsMatch(list) ? list
-            : throw new ArgumentException($"{field} '{Namespaces.Printable(list)}' is not a CPU/node list such as 0-3,6", field);
+            : throw new InvalidArgumentException($"{field} '{Namespaces.Printable(list)}' is not a CPU/node list such as 0-3,6", field);
 
     [GeneratedRegex(@"^[0-9]+[KMG]B$")]
     private static partial Regex HugepageSize();
@@ -472,15 +472,15 @@ public sealed partial class Cgroups
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (path[0] != '/')
-            throw new ArgumentException($"cgroup path '{Namespaces.Printable(path)}' must be absolute, like /kubepods/pod<uid>", nameof(path));
+            throw new InvalidArgumentException($"cgroup path '{Namespaces.Printable(path)}' must be absolute, like /kubepods/pod<uid>", nameof(path));
         var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
         foreach (var part in parts)
         {
             if (part is "." or ".." || part.Contains('\0') || part.Contains('\n'))
-                throw new ArgumentException($"cgroup path '{Namespaces.Printable(path)}' has an invalid component '{Namespaces.Printable(part)}'", nameof(path));
+                throw new InvalidArgumentException($"cgroup path '{Namespaces.Printable(path)}' has an invalid component '{Namespaces.Printable(part)}'", nameof(path));
         }
         if (parts.Length == 0 && !allowRoot)
-            throw new ArgumentException("refusing to operate on the root cgroup", nameof(path));
+            throw new InvalidArgumentException("refusing to operate on the root cgroup", nameof(path));
         return "/" + string.Join('/', parts);
     }
 

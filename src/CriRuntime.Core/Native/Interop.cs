@@ -71,7 +71,7 @@ internal static unsafe partial class Interop
     internal static byte[] CString(string s)
     {
         if (s.Contains('\0'))
-            throw new ArgumentException($"'{s.Replace("\0", "\\0")}' contains a NUL character");
+            throw new InvalidArgumentException($"'{s.Replace("\0", "\\0")}' contains a NUL character");
         var bytes = new byte[Encoding.UTF8.GetByteCount(s) + 1];
         Encoding.UTF8.GetBytes(s, bytes);
         return bytes;

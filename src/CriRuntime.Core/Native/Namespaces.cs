@@ -153,17 +153,17 @@ public static unsafe partial class Namespaces
     public static void ValidateHostname(string hostname, string field)
     {
         if (string.IsNullOrEmpty(hostname))
-            throw new ArgumentException($"{field} must not be empty", field);
+            throw new InvalidArgumentException($"{field} must not be empty", field);
         if (hostname.Length > MaxHostnameLength)
-            throw new ArgumentException($"{field} '{hostname}' is longer than {MaxHostnameLength} characters", field);
+            throw new InvalidArgumentException($"{field} '{hostname}' is longer than {MaxHostnameLength} characters", field);
         foreach (char c in hostname)
         {
             if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_'))
-                throw new ArgumentException(
+                throw new InvalidArgumentException(
                     $"{field} '{Printable(hostname)}' contains '{Printable(c.ToString())}'; only letters, digits, '-', '.' and '_' are allowed", field);
         }
         if (hostname[0] is '-' or '.')
-            throw new ArgumentException($"{field} '{hostname}' must start with a letter or digit", field);
+            throw new InvalidArgumentException($"{field} '{hostname}' must start with a letter or digit", field);
     }
 
     internal static string Printable(string s) =>

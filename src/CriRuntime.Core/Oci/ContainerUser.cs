@@ -19,7 +19,7 @@ public static class ContainerUser
         string spec = string.IsNullOrEmpty(userSpec) ? "0" : userSpec;
         string[] parts = spec.Split(':');
         if (parts.Length > 2 || parts[0].Length == 0 || (parts.Length == 2 && parts[1].Length == 0))
-            throw new ArgumentException($"invalid user '{spec}': expected user, uid, user:group or uid:gid");
+            throw new InvalidArgumentException($"invalid user '{spec}': expected user, uid, user:group or uid:gid");
 
         var passwd = ReadPasswd(rootfs);
         uint uid, gid;
@@ -33,7 +33,7 @@ public static class ContainerUser
         else
         {
             var entry = passwd.FirstOrDefault(p => p.Name == parts[0])
-                ?? throw new ArgumentException($"user '{parts[0]}' is not in the image's /etc/passwd ({Path.Combine(rootfs, "etc/passwd")}); use a numeric uid or add the user to the image");
+                ?? throw new InvalidArgumentException($"user '{parts[0]}' is not in the image's /etc/passwd ({Path.Combine(rootfs, "etc/passwd")}); use a numeric uid or add the user to the image");
             uid = entry.Uid;
             gid = entry.Gid;
             username = entry.Name;
@@ -45,7 +45,7 @@ public static class ContainerUser
             if (!uint.TryParse(parts[1], out gid))
             {
                 gid = (groups.FirstOrDefault(g => g.Name == parts[1])
-                    ?? throw new ArgumentException($"group '{parts[1]}' is not in the image's /etc/group ({Path.Combine(rootfs, "etc/group")}); use a numeric gid or add the group to the image")).Gid;
+                    ?? throw new InvalidArgumentException($"group '{parts[1]}' is not in the image's /etc/group ({Path.Combine(rootfs, "etc/group")}); use a numeric gid or add the group to the image")).Gid;
             }
         }
 

@@ -14,7 +14,7 @@ public sealed record OciState(string Id, string Status, int Pid, string Bundle);
 public sealed record ExecResult(byte[] Stdout, byte[] Stderr, int ExitCode);
 
 /// <summary>A runc/crun/conmon command failed; the message carries the tool's own error text.</summary>
-public sealed class OciRuntimeException(string message) : Exception(message);
+public sealed class OciRuntimeException(string message) : CriException(CriErrorKind.Unknown, message);
 
 /// <summary>
 /// One OCI runtime (runc or crun) driven through its command line. Every call passes
@@ -107,7 +107,7 @@ public sealed class OciRuntime
     public async Task<ExecResult> ExecSyncAsync(string id, IReadOnlyList<string> cmd, TimeSpan timeout, CancellationToken ct)
     {
         ValidateId(id);
-        if (cmd.Count == 0 || string.IsNullOrEmpty(cmd[0])) throw new ArgumentException("exec needs a command");
+        if (cmd.Count == 0 || string.IsNullOrEmpty(cmd[0])) throw new InvalidArgumentException("exec needs a command");
         string pidFile = Path.Combine(Path.GetTempPath(), $"criruntime-exec-{id[..Math.Min(12, id.Length)]}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}.pid");
         List<string> args = ["exec", "--pid-file", pidFile, id, .. cmd];
         using var process = StartRuntime(args, redirectStdin: false);

@@ -76,7 +76,7 @@ public static class RuntimeSpecBuilder
         var security = config.Linux?.SecurityContext ?? new LinuxContainerSecurityContext();
         bool privileged = security.Privileged;
         if (privileged && !(input.PodConfig.Linux?.SecurityContext?.Privileged ?? false))
-            throw new ArgumentException($"container {input.Id} is privileged but its pod is not: set privileged in the pod's security context");
+            throw new InvalidArgumentException($"container {input.Id} is privileged but its pod is not: set privileged in the pod's security context");
         if (!Path.IsPathFullyQualified(input.RootfsPath))
             throw new ArgumentException($"rootfs path '{input.RootfsPath}' is not absolute");
 
@@ -280,7 +280,7 @@ public static class RuntimeSpecBuilder
                 command = [.. entrypoint];
         }
         if (command.Count == 0 && args.Count == 0)
-            throw new ArgumentException($"container '{config.Metadata?.Name}' has no command: neither the CRI config nor the image sets a command or args");
+            throw new InvalidArgumentException($"container '{config.Metadata?.Name}' has no command: neither the CRI config nor the image sets a command or args");
         return [.. command, .. args];
     }
 
@@ -318,17 +318,17 @@ public static class RuntimeSpecBuilder
         if (security.RunAsGroup is not null)
         {
             if (userSpec is null)
-                throw new ArgumentException($"container '{input.Config.Metadata?.Name}': run_as_group is set without run_as_user or run_as_username");
+                throw new InvalidArgumentException($"container '{input.Config.Metadata?.Name}': run_as_group is set without run_as_user or run_as_username");
             userSpec += ":" + security.RunAsGroup.Value;
         }
         userSpec ??= input.Image.User;
-        if (security.RunAsUser is { Value: < 0 }) throw new ArgumentException($"run_as_user {security.RunAsUser.Value} is negative");
+        if (security.RunAsUser is { Value: < 0 }) throw new InvalidArgumentException($"run_as_user {security.RunAsUser.Value} is negative");
 
         var resolved = ContainerUser.Resolve(input.RootfsPath, userSpec);
         var gids = resolved.AdditionalGids.ToList();
         foreach (long g in security.SupplementalGroups)
         {
-            if (g < 0 || g > uint.MaxValue) throw new ArgumentException($"supplemental group {g} is out of range");
+            if (g < 0 || g > uint.MaxValue) throw new InvalidArgumentException($"supplemental group {g} is out of range");
             if (!gids.Contains((uint)g)) gids.Add((uint)g);
         }
         return new SpecUser { Uid = resolved.Uid, Gid = resolved.Gid, AdditionalGids = gids };
@@ -467,8 +467,8 @@ public static class RuntimeSpecBuilder
     {
         foreach (var m in criMounts)
         {
-            if (!m.ContainerPath.StartsWith('/')) throw new ArgumentException($"mount container path '{m.ContainerPath}' is not absolute");
-            if (!m.HostPath.StartsWith('/')) throw new ArgumentException($"mount host path '{m.HostPath}' for {m.ContainerPath} is not absolute");
+            if (!m.ContainerPath.StartsWith('/')) throw new InvalidArgumentException($"mount container path '{m.ContainerPath}' is not absolute");
+            if (!m.HostPath.StartsWith('/')) throw new InvalidArgumentException($"mount host path '{m.HostPath}' for {m.ContainerPath} is not absolute");
         }
         var ordered = criMounts.OrderBy(m => Depth(m.ContainerPath)).ToList(); // OrderBy is stable
         var destinations = ordered.Select(m => CleanPath(m.ContainerPath)).ToHashSet();
@@ -527,7 +527,7 @@ public static class RuntimeSpecBuilder
         bool shared = mount.OptionalFields.Any(f => f.StartsWith("shared:", StringComparison.Ordinal));
         bool slave = mount.OptionalFields.Any(f => f.StartsWith("master:", StringComparison.Ordinal));
         if (shared || (!sharedOnly && slave)) return;
-        throw new ArgumentException(
+        throw new InvalidArgumentException(
             $"mount {containerPath}: {source} is on mount {mount.MountPoint}, which is not a {(sharedOnly ? "shared" : "shared or slave")} mount; " +
             $"{(sharedOnly ? "bidirectional" : "host-to-container")} propagation needs one (e.g. mount --make-shared {mount.MountPoint})");
     }
@@ -555,7 +555,7 @@ public static class RuntimeSpecBuilder
         {
             string permissions = string.IsNullOrEmpty(device.Permissions) ? "rwm" : device.Permissions;
             if (permissions.Any(c => c is not ('r' or 'w' or 'm')))
-                throw new ArgumentException($"device {device.HostPath}: invalid permissions '{device.Permissions}' (letters r, w, m)");
+                throw new InvalidArgumentException($"device {device.HostPath}: invalid permissions '{device.Permissions}' (letters r, w, m)");
             string hostPath = Files.RealPath(device.HostPath);
             var st = Files.Lstat(hostPath);
             IEnumerable<(string Host, FileStatus Status)> nodes = st.IsDirectory
@@ -567,7 +567,7 @@ public static class RuntimeSpecBuilder
                 {
                     FileType.CharacterDevice => "c",
                     FileType.BlockDevice => "b",
-                    _ => throw new ArgumentException($"device {device.HostPath}: {host} is not a device node"),
+                    _ => throw new InvalidArgumentException($"device {device.HostPath}: {host} is not a device node"),
                 };
                 string containerPath = st.IsDirectory
                     ? CleanPath(device.ContainerPath + "/" + Path.GetRelativePath(hostPath, host))

@@ -109,7 +109,7 @@ public static class SeccompProfiles
                 "runtime/default" or "docker/default" => new SecurityProfile { ProfileType = SecurityProfile.Types.ProfileType.RuntimeDefault },
                 _ when legacyPath.StartsWith("localhost/", StringComparison.Ordinal) =>
                     new SecurityProfile { ProfileType = SecurityProfile.Types.ProfileType.Localhost, LocalhostRef = legacyPath["localhost/".Length..] },
-                _ => throw new ArgumentException(
+                _ => throw new InvalidArgumentException(
                     $"seccomp_profile_path '{legacyPath}' is not one of runtime/default, docker/default, unconfined or localhost/<absolute path>"),
             };
             if (profile is null) return null;
@@ -119,7 +119,7 @@ public static class SeccompProfiles
             SecurityProfile.Types.ProfileType.Unconfined => null,
             SecurityProfile.Types.ProfileType.RuntimeDefault => RuntimeDefault(boundingCapabilities),
             SecurityProfile.Types.ProfileType.Localhost => Localhost(profile.LocalhostRef, boundingCapabilities),
-            _ => throw new ArgumentException($"seccomp profile type {(int)profile.ProfileType} is unknown; use RuntimeDefault, Unconfined or Localhost"),
+            _ => throw new InvalidArgumentException($"seccomp profile type {(int)profile.ProfileType} is unknown; use RuntimeDefault, Unconfined or Localhost"),
         };
     }
 
@@ -169,12 +169,12 @@ public static class SeccompProfiles
     public static SpecSeccomp Localhost(string path, IReadOnlyCollection<string> boundingCapabilities)
     {
         if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path))
-            throw new ArgumentException($"seccomp localhost_ref '{path}' is not an absolute path to a profile file on the node");
+            throw new InvalidArgumentException($"seccomp localhost_ref '{path}' is not an absolute path to a profile file on the node");
         string text;
         try { text = File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ArgumentException($"seccomp profile {path} cannot be read: {e.Message}");
+            throw new InvalidArgumentException($"seccomp profile {path} cannot be read: {e.Message}");
         }
         try
         {
@@ -182,7 +182,7 @@ public static class SeccompProfiles
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException)
         {
-            throw new ArgumentException($"seccomp profile {path} is not a valid seccomp profile: {e.Message}");
+            throw new InvalidArgumentException($"seccomp profile {path} is not a valid seccomp profile: {e.Message}");
         }
     }
 

@@ -60,7 +60,7 @@ public static class PodFiles
         if (!string.IsNullOrEmpty(podIp))
         {
             if (!IsIpAddress(podIp) || podIp.Contains('%'))
-                throw new ArgumentException($"podIp '{Namespaces.Printable(podIp)}' is not an IP address", nameof(podIp));
+                throw new InvalidArgumentException($"podIp '{Namespaces.Printable(podIp)}' is not an IP address", nameof(podIp));
             text.Append(podIp).Append('\t').Append(hostname).Append('\n');
         }
         return text.ToString();
@@ -133,18 +133,18 @@ public static class PodFiles
         foreach (var server in dns.Servers)
         {
             if (!IsIpAddress(server))
-                throw new ArgumentException($"dns_config.servers entry '{Namespaces.Printable(server)}' is not an IP address", nameof(dns));
+                throw new InvalidArgumentException($"dns_config.servers entry '{Namespaces.Printable(server)}' is not an IP address", nameof(dns));
         }
         foreach (var search in dns.Searches)
         {
             if (search.Length == 0 || HasSpaceOrControl(search) || search.IndexOfAny(['#', ';']) >= 0)
-                throw new ArgumentException(
+                throw new InvalidArgumentException(
                     $"dns_config.searches entry '{Namespaces.Printable(search)}' must be a non-empty domain without spaces, newlines or comment characters", nameof(dns));
         }
         foreach (var option in dns.Options)
         {
             if (option.Length == 0 || HasSpaceOrControl(option) || option.IndexOfAny(['#', ';']) >= 0)
-                throw new ArgumentException(
+                throw new InvalidArgumentException(
                     $"dns_config.options entry '{Namespaces.Printable(option)}' must be a single word like ndots:5, without spaces or newlines", nameof(dns));
         }
     }

@@ -370,25 +370,25 @@ public sealed class PodSandboxManager
     private static void Validate(PodSandboxConfig podConfig)
     {
         if (podConfig.Metadata is not { } m)
-            throw new ArgumentException("config.metadata is missing: a pod sandbox needs a name, namespace and uid");
-        if (string.IsNullOrWhiteSpace(m.Name)) throw new ArgumentException("config.metadata.name is empty: give the pod sandbox a name");
-        if (string.IsNullOrWhiteSpace(m.Namespace)) throw new ArgumentException("config.metadata.namespace is empty: give the pod sandbox a namespace");
-        if (string.IsNullOrWhiteSpace(m.Uid)) throw new ArgumentException("config.metadata.uid is empty: give the pod sandbox a uid");
+            throw new InvalidArgumentException("config.metadata is missing: a pod sandbox needs a name, namespace and uid");
+        if (string.IsNullOrWhiteSpace(m.Name)) throw new InvalidArgumentException("config.metadata.name is empty: give the pod sandbox a name");
+        if (string.IsNullOrWhiteSpace(m.Namespace)) throw new InvalidArgumentException("config.metadata.namespace is empty: give the pod sandbox a namespace");
+        if (string.IsNullOrWhiteSpace(m.Uid)) throw new InvalidArgumentException("config.metadata.uid is empty: give the pod sandbox a uid");
         foreach (var p in podConfig.PortMappings)
         {
             if (p.ContainerPort is <= 0 or > 65535)
-                throw new ArgumentException($"config.port_mappings: container_port {p.ContainerPort} is not a port number (1-65535)");
+                throw new InvalidArgumentException($"config.port_mappings: container_port {p.ContainerPort} is not a port number (1-65535)");
             if (p.HostPort is < 0 or > 65535)
-                throw new ArgumentException($"config.port_mappings: host_port {p.HostPort} is not a port number (0-65535)");
+                throw new InvalidArgumentException($"config.port_mappings: host_port {p.HostPort} is not a port number (0-65535)");
         }
         var cgroupParent = podConfig.Linux?.CgroupParent;
         if (!string.IsNullOrEmpty(cgroupParent) && (!cgroupParent.StartsWith('/') || cgroupParent.Split('/').Contains("..")))
-            throw new ArgumentException($"config.linux.cgroup_parent '{cgroupParent}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
+            throw new InvalidArgumentException($"config.linux.cgroup_parent '{cgroupParent}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
         // Checked before anything is made; an empty hostname means the node's (containerd's rule).
         if (!string.IsNullOrEmpty(podConfig.Hostname))
             Namespaces.ValidateHostname(podConfig.Hostname, "config.hostname");
         if (podConfig.Linux?.SecurityContext?.NamespaceOptions?.Pid == NamespaceMode.Target)
-            throw new ArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
+            throw new InvalidArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
     }
 
     public static long NowNanos() => (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100;

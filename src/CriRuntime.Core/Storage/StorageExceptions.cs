@@ -3,8 +3,11 @@ using CriRuntime.Images;
 namespace CriRuntime.Storage;
 
 /// <summary>Content did not hash to the digest it was supposed to have.</summary>
-public class DigestMismatchException : IOException
+/// <remarks>An IOException because it surfaces while content is streamed; its kind is DataLoss.</remarks>
+public class DigestMismatchException : IOException, ICriError
 {
+    public CriErrorKind ErrorKind => CriErrorKind.DataLoss;
+
     public DigestMismatchException(Digest expected, Digest actual, string message) : base(message)
     {
         Expected = expected;
@@ -23,10 +26,10 @@ public sealed class LayerDigestMismatchException(Digest expected, Digest actual)
 
 /// <summary>A layer tar entry that would create or modify something outside the layer directory.</summary>
 public sealed class UnsafeLayerException(string entry, string reason)
-    : Exception($"entry '{entry}' {reason}")
+    : CriException(CriErrorKind.FailedPrecondition, $"entry '{entry}' {reason}")
 {
     public string Entry { get; } = entry;
 }
 
 /// <summary>A layer blob that is intact (its digest matches) but is not a readable compressed tar.</summary>
-public sealed class InvalidLayerException(string message, Exception inner) : Exception(message, inner);
+public sealed class InvalidLayerException(string message, Exception inner) : CriException(CriErrorKind.FailedPrecondition, message, inner);

@@ -36,6 +36,8 @@ internal static class Daemon
 
         builder.Services.AddGrpc(o =>
         {
+            // The first added runs outermost: metrics must see the status code ErrorInterceptor chose.
+            o.Interceptors.Add<MetricsInterceptor>();
             o.Interceptors.Add<ErrorInterceptor>();
             o.MaxReceiveMessageSize = 16 * 1024 * 1024;
             o.MaxSendMessageSize = 16 * 1024 * 1024;

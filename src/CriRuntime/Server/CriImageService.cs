@@ -13,7 +13,7 @@ internal sealed partial class CriImageService(ImageManager images) : ImageServic
     {
         string? image = spec?.Image?.Trim();
         if (string.IsNullOrEmpty(image))
-            throw new ArgumentException($"{rpc}: image.image is empty; give an image reference (busybox, registry.example.com/app:1.0), a digest reference or an image id");
+            throw new InvalidArgumentException($"{rpc}: image.image is empty; give an image reference (busybox, registry.example.com/app:1.0), a digest reference or an image id");
         return image;
     }
 }

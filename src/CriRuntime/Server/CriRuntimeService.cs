@@ -23,6 +23,6 @@ internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniMana
 
     private static void RequireId(string id, string field)
     {
-        if (string.IsNullOrWhiteSpace(id)) throw new ArgumentException($"{field} is empty: give the id (ListPodSandbox / ListContainers show them)");
+        if (string.IsNullOrWhiteSpace(id)) throw new InvalidArgumentException($"{field} is empty: give the id (ListPodSandbox / ListContainers show them)");
     }
 }

@@ -1,96 +1,77 @@
-using System.Diagnostics;
-using CriRuntime.Images;
-using CriRuntime.Images.Distribution;
-using CriRuntime.Storage;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
-using CriRuntime.Hosting;
 
 namespace CriRuntime.Server;
 
 /// <summary>
-/// Turns what the core throws into gRPC statuses with the right code and a message a person can
-/// act on, logs unexpected failures with their stack, and counts every call for /metrics.
+/// Turns what the core throws into gRPC statuses: the core's exceptions say their <see cref="CriErrorKind"/>,
+/// which maps to the status code of the same name, with the exception's message as detail. Anything without a
+/// kind (a bug, a failed system call) answers INTERNAL and is logged with its stack.
 /// </summary>
 internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
     {
-        long started = Stopwatch.GetTimestamp();
-        StatusCode code = StatusCode.OK;
-        IdleMemoryTrimmer.NoteActivity();
         try
         {
             return await continuation(request, context).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            var status = ToStatus(e, context);
-            code = status.StatusCode;
-            throw new RpcException(status);
-        }
-        finally
-        {
-            DaemonMetrics.ObserveCall(context.Method, code, Stopwatch.GetElapsedTime(started));
-            IdleMemoryTrimmer.NoteActivity();
+            throw new RpcException(ToLoggedStatus(e, context));
         }
     }
 
     public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream,
         ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
-        long started = Stopwatch.GetTimestamp();
-        StatusCode code = StatusCode.OK;
-        IdleMemoryTrimmer.NoteActivity();
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            var status = ToStatus(e, context);
-            code = status.StatusCode;
-            throw new RpcException(status);
-        }
-        finally
-        {
-            DaemonMetrics.ObserveCall(context.Method, code, Stopwatch.GetElapsedTime(started));
-            IdleMemoryTrimmer.NoteActivity();
+            throw new RpcException(ToLoggedStatus(e, context));
         }
     }
 
-    private Status ToStatus(Exception e, ServerCallContext context)
+    private Status ToLoggedStatus(Exception e, ServerCallContext context)
     {
-        var status = e switch
-        {
-            RpcException rpc => rpc.Status,
-            OperationCanceledException when context.CancellationToken.IsCancellationRequested =>
-                new Status(StatusCode.Cancelled, "the client cancelled the call"),
-            RegistryException r => new Status(r.Kind switch
-            {
-                RegistryErrorKind.NotFound => StatusCode.NotFound,
-                RegistryErrorKind.Unauthorized => StatusCode.Unauthenticated,
-                RegistryErrorKind.Denied => StatusCode.PermissionDenied,
-                RegistryErrorKind.TooManyRequests => StatusCode.ResourceExhausted,
-                RegistryErrorKind.Unavailable => StatusCode.Unavailable,
-                RegistryErrorKind.Invalid => StatusCode.FailedPrecondition,
-                _ => StatusCode.Unknown,
-            }, r.Message),
-            NotFoundException => new Status(StatusCode.NotFound, e.Message),
-            AlreadyExistsException => new Status(StatusCode.AlreadyExists, e.Message),
-            FailedPreconditionException => new Status(StatusCode.FailedPrecondition, e.Message),
-            Oci.OciRuntimeException or Network.Cni.CniException => new Status(StatusCode.Unknown, e.Message),
-            BlobVerificationException or LayerDigestMismatchException => new Status(StatusCode.DataLoss, e.Message),
-            UnsafeLayerException or InvalidLayerException or InvalidImageException or ManifestException => new Status(StatusCode.FailedPrecondition, e.Message),
-            FormatException or ArgumentException => new Status(StatusCode.InvalidArgument, e.Message),
-            TimeoutException => new Status(StatusCode.DeadlineExceeded, e.Message),
-            _ => new Status(StatusCode.Internal, $"{e.GetType().Name}: {e.Message}"),
-        };
+        var status = ToStatus(e, context.CancellationToken.IsCancellationRequested);
         if (status.StatusCode is StatusCode.Internal or StatusCode.Unknown)
             logger.LogError(e, "{Method} failed", context.Method);
         else if (status.StatusCode != StatusCode.Cancelled)
             logger.LogWarning("{Method}: {Code}: {Message}", context.Method, status.StatusCode, status.Detail);
         return status;
     }
+
+    /// <summary>The status a call that threw <paramref name="e"/> answers.</summary>
+    /// <param name="callCancelled">Whether the client cancelled the call (or its deadline passed).</param>
+    internal static Status ToStatus(Exception e, bool callCancelled) => e switch
+    {
+        RpcException rpc => rpc.Status,
+        OperationCanceledException when callCancelled => new Status(StatusCode.Cancelled, "the client cancelled the call"),
+        ICriError error => new Status(ToStatusCode(error.ErrorKind), e.Message),
+        TimeoutException => new Status(StatusCode.DeadlineExceeded, e.Message),
+        // A plain ArgumentException (ArgumentNullException, ...) or anything else without a kind is a programming
+        // error or a host failure: the caller cannot fix it, so it is INTERNAL and gets logged with its stack.
+        _ => new Status(StatusCode.Internal, $"{e.GetType().Name}: {e.Message}"),
+    };
+
+    internal static StatusCode ToStatusCode(CriErrorKind kind) => kind switch
+    {
+        CriErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+        CriErrorKind.NotFound => StatusCode.NotFound,
+        CriErrorKind.AlreadyExists => StatusCode.AlreadyExists,
+        CriErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+        CriErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+        CriErrorKind.Unavailable => StatusCode.Unavailable,
+        CriErrorKind.DeadlineExceeded => StatusCode.DeadlineExceeded,
+        CriErrorKind.DataLoss => StatusCode.DataLoss,
+        CriErrorKind.Unauthenticated => StatusCode.Unauthenticated,
+        CriErrorKind.PermissionDenied => StatusCode.PermissionDenied,
+        CriErrorKind.Unknown => StatusCode.Unknown,
+        _ => StatusCode.Internal,
+    };
 }

@@ -9,7 +9,7 @@ internal sealed partial class CriRuntimeService
     public override async Task<ExecSyncResponse> ExecSync(ExecSyncRequest request, ServerCallContext context)
     {
         RequireId(request.ContainerId, "container_id");
-        if (request.Timeout < 0) throw new ArgumentException($"timeout {request.Timeout} is negative: give seconds, or 0 for none");
+        if (request.Timeout < 0) throw new InvalidArgumentException($"timeout {request.Timeout} is negative: give seconds, or 0 for none");
         var result = await containers.ExecSyncAsync(request.ContainerId, request.Cmd, TimeSpan.FromSeconds(request.Timeout), context.CancellationToken)
             .ConfigureAwait(false);
         return new ExecSyncResponse

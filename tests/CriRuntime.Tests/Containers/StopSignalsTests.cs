@@ -30,7 +30,7 @@ public class StopSignalsTests
     [InlineData("SIGRTMIN+40")]
     public void Unknown_names_the_field_and_value(string name)
     {
-        var e = Assert.Throws<ArgumentException>(() => StopSignals.Parse(name, "the image's StopSignal"));
+        var e = Assert.Throws<InvalidArgumentException>(() => StopSignals.Parse(name, "the image's StopSignal"));
         Assert.Contains("the image's StopSignal", e.Message);
         Assert.Contains(name, e.Message);
     }

@@ -272,5 +272,5 @@ public sealed class HostsTests : IDisposable
     [InlineData("a/b")]
     [InlineData("../etc")]
     public void RegistryThatIsNotAHostIsRefused(string registry) =>
-        Assert.Throws<ArgumentException>(() => new RegistryHosts(root).Resolve(registry));
+        Assert.Throws<InvalidArgumentException>(() => new RegistryHosts(root).Resolve(registry));
 }

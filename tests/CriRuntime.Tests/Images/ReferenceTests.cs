@@ -98,7 +98,7 @@ public class ReferenceTests
         Assert.Null(reference);
         Assert.Contains(problem, error);
         Assert.Contains($"\"{text}\"", error);
-        var e = Assert.Throws<FormatException>(() => ImageReference.Parse(text));
+        var e = Assert.Throws<InvalidFormatException>(() => ImageReference.Parse(text));
         Assert.Equal(error, e.Message);
     }
 

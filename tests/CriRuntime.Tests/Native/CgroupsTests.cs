@@ -112,11 +112,11 @@ public sealed class CgroupsTests : IAsyncLifetime
 
             var unified = new LinuxContainerResources();
             unified.Unified["memory.high"] = "1G";
-            Assert.Contains("cgroup v2", Assert.Throws<ArgumentException>(() => cgroups.SetResources(path, unified)).Message);
+            Assert.Contains("cgroup v2", Assert.Throws<InvalidArgumentException>(() => cgroups.SetResources(path, unified)).Message);
         }
 
-        Assert.Throws<ArgumentException>(() => cgroups.SetResources(path, new LinuxContainerResources { CpusetCpus = "0\n1" }));
-        Assert.Throws<ArgumentException>(() => cgroups.SetResources(path,
+        Assert.Throws<InvalidArgumentException>(() => cgroups.SetResources(path, new LinuxContainerResources { CpusetCpus = "0\n1" }));
+        Assert.Throws<InvalidArgumentException>(() => cgroups.SetResources(path,
             new LinuxContainerResources { HugepageLimits = { new HugepageLimit { PageSize = "2M/../x", Limit = 1 } } }));
         Assert.Contains("Create it", Assert.Throws<InvalidOperationException>(() =>
             cgroups.SetResources(root + "/never-created", new LinuxContainerResources { CpuShares = 2 })).Message);
@@ -241,8 +241,8 @@ public sealed class CgroupsTests : IAsyncLifetime
     [InlineData("/a/./b")]
     public async Task Bad_paths_are_refused(string path)
     {
-        Assert.Throws<ArgumentException>(() => cgroups.Create(path));
-        await Assert.ThrowsAsync<ArgumentException>(() => cgroups.KillAllAndRemoveAsync(path, TimeSpan.FromSeconds(1), CancellationToken.None));
+        Assert.Throws<InvalidArgumentException>(() => cgroups.Create(path));
+        await Assert.ThrowsAsync<InvalidArgumentException>(() => cgroups.KillAllAndRemoveAsync(path, TimeSpan.FromSeconds(1), CancellationToken.None));
     }
 
     [Fact]

@@ -136,7 +136,7 @@ public sealed class NamespacesTests : IDisposable
     public async Task Invalid_hostname_is_refused_before_anything_is_made(string hostname)
     {
         string dir = MakeDir("badhost");
-        var e = await Assert.ThrowsAsync<ArgumentException>(() => Namespaces.CreatePinnedAsync(dir, All, hostname, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<InvalidArgumentException>(() => Namespaces.CreatePinnedAsync(dir, All, hostname, CancellationToken.None));
         Assert.Equal("hostname", e.ParamName);
         Assert.Empty(Directory.GetFileSystemEntries(dir));
     }

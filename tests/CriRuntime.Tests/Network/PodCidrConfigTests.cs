@@ -56,7 +56,7 @@ public sealed class PodCidrConfigTests : IDisposable
     public async Task A_malformed_cidr_is_refused_and_nothing_changes(string podCidr)
     {
         var config = New(null);
-        var e = await Assert.ThrowsAsync<ArgumentException>(() => config.UpdateAsync(podCidr, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<InvalidArgumentException>(() => config.UpdateAsync(podCidr, CancellationToken.None));
         Assert.Contains("not a CIDR", e.Message);
         Assert.Empty(config.PodCidrs);
     }

@@ -59,7 +59,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
     public void No_command_anywhere_is_an_argument_error_and_an_empty_entrypoint_means_none()
     {
         var config = new ContainerConfig { Metadata = new ContainerMetadata { Name = "app" } };
-        var e = Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config, new ImageRuntimeConfig())));
+        var e = Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config, new ImageRuntimeConfig())));
         Assert.Contains("no command", e.Message);
         var image = new ImageRuntimeConfig { Entrypoint = [""], Cmd = ["run"] };
         Assert.Equal(["run"], RuntimeSpecBuilder.BuildContainer(Input(config, image)).Process!.Args);
@@ -119,9 +119,9 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
     [Fact]
     public void Unknown_user_or_group_name_is_an_argument_error_naming_it()
     {
-        var e = Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "ghost" })));
+        var e = Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "ghost" })));
         Assert.Contains("'ghost'", e.Message);
-        var g = Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "app:spooks" })));
+        var g = Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "app:spooks" })));
         Assert.Contains("'spooks'", g.Message);
     }
 
@@ -139,7 +139,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
         Assert.Equal(1000u, byName.Uid);
 
         var groupOnly = new LinuxContainerSecurityContext { RunAsGroup = new Int64Value { Value = 5 } };
-        Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(groupOnly))));
+        Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(groupOnly))));
     }
 
     [Fact]
@@ -151,7 +151,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
         File.Delete(Path.Combine(rootfs, "etc/passwd"));
         Files.Symlink("../../hostpasswd", Path.Combine(rootfs, "etc/passwd"));
         Assert.Null(RootfsPath.Resolve(rootfs, "/etc/passwd"));
-        Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "ghost" })));
+        Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(image: new ImageRuntimeConfig { User = "ghost" })));
 
         File.WriteAllText(Path.Combine(rootfs, "hostpasswd"), "ghost:x:88:88::/:/bin/sh\n");
         Assert.Equal(Path.Combine(rootfs, "hostpasswd"), RootfsPath.Resolve(rootfs, "/etc/passwd"));
@@ -244,7 +244,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
         Mounts.Mount(null, shared, null, MountFlags.Private);
         var config = new ContainerConfig { Metadata = new ContainerMetadata { Name = "app" }, Command = { "sh" } };
         config.Mounts.Add(new Mount { ContainerPath = "/x", HostPath = shared, Propagation = MountPropagation.PropagationBidirectional });
-        var e = Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config)));
+        var e = Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config)));
         Assert.Contains("not a shared mount", e.Message);
 
         Mounts.Mount(null, shared, null, MountFlags.Shared);
@@ -352,7 +352,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
     public void Privileged_gets_all_caps_no_masks_rw_sys_and_needs_a_privileged_pod()
     {
         var sc = new LinuxContainerSecurityContext { Privileged = true, NoNewPrivs = true };
-        Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(sc))));
+        Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(sc))));
         var pod = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "p" }, Linux = new LinuxPodSandboxConfig { SecurityContext = new LinuxSandboxSecurityContext { Privileged = true } } };
         var spec = RuntimeSpecBuilder.BuildContainer(Input(WithSecurity(sc), pod: pod));
         Assert.Equal(RuntimeSpecBuilder.CurrentCapabilities(), spec.Process!.Capabilities!.Bounding!);
@@ -380,7 +380,7 @@ public sealed class RuntimeSpecBuilderTests : IDisposable
         Assert.Equal(["/proc/x"], spec.Linux.MaskedPaths!);
         Assert.Equal(["/proc/y"], spec.Linux.ReadonlyPaths!);
         config.Devices[0].Permissions = "rwx";
-        Assert.Throws<ArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config, pod: pod)));
+        Assert.Throws<InvalidArgumentException>(() => RuntimeSpecBuilder.BuildContainer(Input(config, pod: pod)));
     }
 
     [Fact]

@@ -138,7 +138,7 @@ public sealed class SeccompProfileTests
     [InlineData("/no/such/profile.json", "cannot be read")]
     public void Unusable_localhost_refs_are_refused_naming_the_problem(string path, string problem)
     {
-        var e = Assert.Throws<ArgumentException>(() =>
+        var e = Assert.Throws<InvalidArgumentException>(() =>
             SeccompProfiles.ForContainer(Profile(SecurityProfile.Types.ProfileType.Localhost, path), null, privileged: false, DefaultCaps));
         Assert.Contains(problem, e.Message);
     }
@@ -154,7 +154,7 @@ public sealed class SeccompProfileTests
         File.WriteAllText(path, json);
         try
         {
-            var e = Assert.Throws<ArgumentException>(() => SeccompProfiles.Localhost(path, DefaultCaps));
+            var e = Assert.Throws<InvalidArgumentException>(() => SeccompProfiles.Localhost(path, DefaultCaps));
             Assert.Contains(path, e.Message);
             Assert.Contains(problem, e.Message);
         }
@@ -164,7 +164,7 @@ public sealed class SeccompProfileTests
     [Fact]
     public void Legacy_profile_path_must_be_one_of_the_known_forms() =>
         Assert.Contains("localhost/<absolute path>",
-            Assert.Throws<ArgumentException>(() => SeccompProfiles.ForContainer(null, "bogus", privileged: false, DefaultCaps)).Message);
+            Assert.Throws<InvalidArgumentException>(() => SeccompProfiles.ForContainer(null, "bogus", privileged: false, DefaultCaps)).Message);
 
     [Fact]
     public void Docker_format_profiles_keep_rules_whose_includes_and_excludes_hold()

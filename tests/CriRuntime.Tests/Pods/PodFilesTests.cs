@@ -54,7 +54,7 @@ public sealed class PodFilesTests : IDisposable
     {
         var dns = new DNSConfig();
         (field switch { "servers" => dns.Servers, "searches" => dns.Searches, _ => dns.Options }).Add(value);
-        var e = Assert.Throws<ArgumentException>(() => PodFiles.ResolvConf(dns));
+        var e = Assert.Throws<InvalidArgumentException>(() => PodFiles.ResolvConf(dns));
         Assert.Contains($"dns_config.{field}", e.Message);
         Assert.DoesNotContain("\n", e.Message);
     }
@@ -81,7 +81,7 @@ public sealed class PodFilesTests : IDisposable
     [InlineData("web", "not-an-ip", "podIp")]
     public void Hosts_refuses_bad_input(string hostname, string? podIp, string param)
     {
-        var e = Assert.Throws<ArgumentException>(() => PodFiles.Hosts(hostname, podIp));
+        var e = Assert.Throws<InvalidArgumentException>(() => PodFiles.Hosts(hostname, podIp));
         Assert.Equal(param, e.ParamName);
     }
 
@@ -124,7 +124,7 @@ public sealed class PodFilesTests : IDisposable
     {
         string dir = tmp["bad"];
         Directory.CreateDirectory(dir);
-        Assert.Throws<ArgumentException>(() => PodFiles.WriteAll(dir, "web-0", new DNSConfig { Searches = { "x\ny" } }));
+        Assert.Throws<InvalidArgumentException>(() => PodFiles.WriteAll(dir, "web-0", new DNSConfig { Searches = { "x\ny" } }));
         Assert.Empty(Directory.GetFileSystemEntries(dir));
     }
 

@@ -47,7 +47,7 @@ public static class MediaTypes
 public enum LayerCompression { None, Gzip, Zstd }
 
 /// <summary>A manifest that cannot be used: malformed, or of a kind this runtime does not pull.</summary>
-public sealed class ManifestException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ManifestException(string message, Exception? inner = null) : CriException(CriErrorKind.FailedPrecondition, message, inner);
 
 /// <summary>What a manifest request returned: either an index (manifest list) or an image manifest.</summary>
 public abstract record ManifestDocument(string MediaType)

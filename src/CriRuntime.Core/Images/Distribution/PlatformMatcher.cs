@@ -1,7 +1,9 @@
 namespace CriRuntime.Images.Distribution;
 
 /// <summary>No manifest in an index fits the wanted platform.</summary>
-public sealed class PlatformNotFoundException(string message, IReadOnlyList<Platform> offered) : Exception(message)
+/// <remarks>NotFound, as containerd answers (its "no match for platform in manifest: not found"): the image exists,
+/// but not for this node.</remarks>
+public sealed class PlatformNotFoundException(string message, IReadOnlyList<Platform> offered) : CriException(CriErrorKind.NotFound, message)
 {
     public IReadOnlyList<Platform> Offered { get; } = offered;
 }

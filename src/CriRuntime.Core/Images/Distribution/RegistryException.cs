@@ -15,8 +15,20 @@ public enum RegistryErrorKind
 }
 
 /// <summary>A registry said no (or could not be reached). The message says what was asked, where, the answer, and what to do.</summary>
-public sealed class RegistryException(RegistryErrorKind kind, string message, Exception? inner = null) : Exception(message, inner)
+public sealed class RegistryException(RegistryErrorKind kind, string message, Exception? inner = null)
+    : CriException(ToErrorKind(kind), message, inner)
 {
+    private static CriErrorKind ToErrorKind(RegistryErrorKind kind) => kind switch
+    {
+        RegistryErrorKind.NotFound => CriErrorKind.NotFound,
+        RegistryErrorKind.Unauthorized => CriErrorKind.Unauthenticated,
+        RegistryErrorKind.Denied => CriErrorKind.PermissionDenied,
+        RegistryErrorKind.TooManyRequests => CriErrorKind.ResourceExhausted,
+        RegistryErrorKind.Unavailable => CriErrorKind.Unavailable,
+        RegistryErrorKind.Invalid => CriErrorKind.FailedPrecondition,
+        _ => CriErrorKind.Unknown,
+    };
+
     public RegistryErrorKind Kind { get; } = kind;
 
     /// <summary>The endpoint that answered (null for a summary of several endpoints).</summary>

@@ -3,7 +3,10 @@ using System.Security.Cryptography;
 namespace CriRuntime.Images.Distribution;
 
 /// <summary>Content whose size or digest is not what its descriptor promised.</summary>
-public sealed class BlobVerificationException(string message) : IOException(message);
+public sealed class BlobVerificationException(string message) : IOException(message), ICriError
+{
+    public CriErrorKind ErrorKind => CriErrorKind.DataLoss;
+}
 
 /// <summary>
 /// Passes a blob through while hashing it. At end of stream the size and digest must equal the

@@ -38,7 +38,7 @@ public sealed record CniStatus(bool Ready, string? Reason, string? Message, stri
 
 /// <summary>A CNI operation failed: no usable config, a plugin error (its <c>msg</c> and <c>details</c>, or its stderr),
 /// a plugin timeout, or a broken result.</summary>
-public sealed class CniException(string message, Exception? inner = null) : Exception(message, inner)
+public sealed class CniException(string message, Exception? inner = null) : CriException(CriErrorKind.Unknown, message, inner)
 {
     /// <summary>The plugin type that failed, when the failure came from one plugin.</summary>
     public string? Plugin { get; init; }

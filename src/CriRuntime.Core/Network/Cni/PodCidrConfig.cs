@@ -72,7 +72,7 @@ public sealed class PodCidrConfig(string confDir, string templatePath, ILogger<P
         foreach (string part in podCidr.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
             if (!IPNetwork.TryParse(part, out var network))
-                throw new ArgumentException($"pod_cidr '{part}' is not a CIDR such as 10.244.1.0/24 (or a comma-separated list of them)");
+                throw new InvalidArgumentException($"pod_cidr '{part}' is not a CIDR such as 10.244.1.0/24 (or a comma-separated list of them)");
             cidrs.Add(network.ToString());
         }
         return cidrs;
