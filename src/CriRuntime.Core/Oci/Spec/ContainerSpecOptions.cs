@@ -4,7 +4,7 @@ namespace CriRuntime.Oci.Spec;
 
 /// <summary>
 /// One step of building a container's OCI spec, like one of containerd's SpecOpts: it reads the CRI input and what
-/// earlier steps wrote, and fills in its own part of the spec (or refuses the input with an ArgumentException).
+/// earlier steps wrote, and fills in its own part of the spec, or refuses an input it cannot express.
 /// </summary>
 internal delegate void ContainerSpecOption(RuntimeSpec spec, ContainerSpecInput input);
 
