@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using CriRuntime.Oci;
+using CriRuntime.Oci.Spec;
 using Runtime.V1;
 using Xunit;
 

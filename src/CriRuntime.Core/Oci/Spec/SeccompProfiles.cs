@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Runtime.V1;
 
-namespace CriRuntime.Oci;
+namespace CriRuntime.Oci.Spec;
 
 /// <summary>
 /// The seccomp filter of a container, from CRI's SecurityProfile: RuntimeDefault is criruntime's built-in
