@@ -197,4 +197,48 @@ public sealed class PodLifecycleTests
         Assert.Equal([kept.Id], world.Runtime.Known);
         Assert.Single(world.Mounts());
     }
+
+    [Fact]
+    public async Task Container_calls_racing_a_pod_removal_take_the_locks_in_the_same_order_and_all_finish()
+    {
+        await using var world = await PodWorld.CreateAsync();
+        var pod = await world.RunPodAsync("order");
+        var container = await world.Containers.CreateAsync(pod.Id, world.ContainerConfig("c"), CancellationToken.None);
+        await world.Containers.StartAsync(container.Id, CancellationToken.None);
+        var killEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseKill = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        world.Runtime.OnKill = async _ =>
+        {
+            killEntered.TrySetResult();
+            await releaseKill.Task.WaitAsync(Wait);
+        };
+
+        // The removal holds the pod lock and the container's lock while the kill hangs.
+        var remove = world.Lifecycle.RemovePodSandboxAsync(pod.Id, CancellationToken.None);
+        await killEntered.Task.WaitAsync(Wait);
+        var racing = new[]
+        {
+            world.Containers.StopAsync(container.Id, TimeSpan.Zero, CancellationToken.None),
+            world.Containers.RemoveAsync(container.Id, CancellationToken.None),
+            world.Lifecycle.StopPodSandboxAsync(pod.Id, CancellationToken.None),
+            world.Pods.UpdateResourcesAsync(pod.Id, null, null, CancellationToken.None),
+        };
+        releaseKill.SetResult();
+
+        await remove.WaitAsync(Wait);
+        foreach (var call in racing)
+        {
+            try
+            {
+                await call.WaitAsync(Wait);
+            }
+            catch (NotFoundException)
+            {
+                // Whatever came after the removal found the container or pod gone: a clear answer, not a hang.
+            }
+        }
+        Assert.Null(world.Pods.Find(pod.Id));
+        Assert.Empty(world.Containers.List());
+        Assert.Empty(world.Runtime.Known);
+    }
 }
