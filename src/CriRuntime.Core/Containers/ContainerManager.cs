@@ -19,7 +19,7 @@ namespace CriRuntime.Containers;
 /// log and, when it exits, an exit file that <see cref="ExitMonitor"/> turns into the EXITED state.
 /// Because conmon outlives the daemon, a restarted daemon finds its containers still running.
 /// </summary>
-public sealed class ContainerManager
+public sealed class ContainerManager : IImagesInUse
 {
     private static readonly TimeSpan CgroupKillTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan KillWait = TimeSpan.FromSeconds(10);
@@ -32,23 +32,21 @@ public sealed class ContainerManager
     private readonly ConcurrentDictionary<string, string> reservedNames = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TaskCompletionSource> exits = new(StringComparer.Ordinal);
     private readonly PodSandboxManager pods;
-    private readonly ImageManager images;
+    private readonly ImageStore images;
     private readonly LayerStore layers;
-    private readonly RuntimeHandlers runtimes;
-    private readonly Conmon conmon;
+    private readonly IContainerRuntimes runtimes;
     private readonly Cgroups cgroups;
     private readonly ILogger logger;
     private readonly string bundlesDir;
     private readonly string containersDir;
 
-    public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageManager images, LayerStore layers, RuntimeHandlers runtimes,
-        Conmon conmon, Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
+    public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageStore images, LayerStore layers, IContainerRuntimes runtimes,
+        Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
     {
         this.pods = pods;
         this.images = images;
         this.layers = layers;
         this.runtimes = runtimes;
-        this.conmon = conmon;
         this.cgroups = cgroups;
         this.logger = logger;
         containersDir = Path.Combine(config.Root, "containers");
@@ -58,9 +56,9 @@ public sealed class ContainerManager
         {
             Changed = events.OnChanged,
         };
-        pods.Containers = this;
-        images.IsInUse = imageId => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
     }
+
+    public string? ContainerUsing(string imageId) => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
 
     /// <summary>Where conmon writes one file per exited container, named by its id.</summary>
     public string ExitDir { get; }
@@ -84,11 +82,12 @@ public sealed class ContainerManager
             throw new InvalidArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
 
         var pod = pods.Get(podSandboxId);
-        // Pod lock first, then the container's (the order StopPodSandbox takes them in too).
+        RequireAcceptsContainers(pod, "created");
+        // The pod lock is held to the end, so a stop or removal of the pod waits for this container to be
+        // made (or undone) and then finds it. Lock order: see PodLifecycle.
         using var podLock = await pods.LockAsync(pod.Id, cancellationToken).ConfigureAwait(false);
         pod = pods.Get(pod.Id);
-        if (pod.Phase != PodSandboxPhase.Ready)
-            throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); containers can only be created in a ready pod");
+        RequireAcceptsContainers(pod, "created");
 
         var image = images.Find(containerConfig.Image.Image)
             ?? throw new NotFoundException($"image '{containerConfig.Image.Image}' is not on this node; pull it first (PullImage / crictl pull)");
@@ -166,10 +165,9 @@ public sealed class ContainerManager
             if (logPath.Length > 0) System.IO.Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
             System.IO.Directory.CreateDirectory(ExitDir);
             File.Delete(Path.Combine(ExitDir, id));
-            var created = await conmon.CreateContainerAsync(new ConmonCreateRequest
+            int containerPid = await runtime.CreateAsync(new RuntimeCreateRequest
             {
                 Id = id,
-                Runtime = runtime,
                 BundleDir = container.Bundle,
                 LogPath = logPath.Length > 0 ? logPath : Path.Combine(container.Bundle, "output.log"),
                 ExitDir = ExitDir,
@@ -179,7 +177,7 @@ public sealed class ContainerManager
             }, cancellationToken).ConfigureAwait(false);
 
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-            container = container with { Phase = ContainerPhase.Created, Pid = created.ContainerPid };
+            container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, metadata.Name, pod.Id, image.Id);
             logger.LogDebug("Container {Id}: rootfs mounted at {Mounted:F1} ms, spec written at {Spec:F1} ms, created by conmon at {Conmon:F1} ms, recorded at {Total:F1} ms",
@@ -202,6 +200,8 @@ public sealed class ContainerManager
         container = Get(container.Id);
         if (container.Phase != ContainerPhase.Created)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}, not CREATED; only a created container can be started");
+        // Without the pod lock: a stop of the pod marks it stopping first, then waits for this container's lock.
+        RequireAcceptsContainers(pods.Get(container.PodSandboxId), "started");
         var runtime = runtimes.Resolve(container.RuntimeHandler);
         try
         {
@@ -288,6 +288,7 @@ public sealed class ContainerManager
         logger.LogInformation("Container {Id} removed", container.Id);
     }
 
+    /// <summary>Stops every container of the pod; the caller holds the pod's lock, so no container is being created in it.</summary>
     internal async Task StopAllInPodAsync(string podId, CancellationToken cancellationToken)
     {
         // StopPodSandbox forcibly stops every container of the pod (CRI), all at once.
@@ -298,6 +299,7 @@ public sealed class ContainerManager
         })).ConfigureAwait(false);
     }
 
+    /// <summary>Removes every container of the pod; the caller holds the pod's lock.</summary>
     internal Task RemoveAllInPodAsync(string podId, CancellationToken cancellationToken) =>
         Task.WhenAll(store.All.Where(c => c.PodSandboxId == podId).Select(c => RemoveAsync(c.Id, cancellationToken)));
 
@@ -316,9 +318,9 @@ public sealed class ContainerManager
         var container = Get(containerId);
         if (container.Phase != ContainerPhase.Running)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}; only a running container's log can be reopened");
-        // With the path, conmon is also waited for until the new file exists, as kubelet expects.
-        if (container.LogPath.Length > 0) await conmon.ReopenLogAsync(container.Bundle, container.LogPath, cancellationToken).ConfigureAwait(false);
-        else await conmon.ReopenLogAsync(container.Bundle, cancellationToken).ConfigureAwait(false);
+        // With the path, the monitor is also waited for until the new file exists, as kubelet expects.
+        await runtimes.Resolve(container.RuntimeHandler)
+            .ReopenLogAsync(container.Bundle, container.LogPath.Length > 0 ? container.LogPath : null, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task UpdateResourcesAsync(string containerId, LinuxContainerResources resources, CancellationToken cancellationToken)
@@ -524,6 +526,13 @@ public sealed class ContainerManager
         // Durable before visible, and never abandoned half way: the record must match reality.
         await store.PutAsync(next, CancellationToken.None).ConfigureAwait(false);
         return next;
+    }
+
+    private void RequireAcceptsContainers(PodSandboxRecord pod, string verb)
+    {
+        if (!pods.AcceptsContainers(pod))
+            throw new FailedPreconditionException(
+                $"pod sandbox {pod.Id} is not ready ({(pods.IsStopping(pod.Id) ? "it is being stopped or removed" : "it was stopped, or lost its namespaces to a node reboot")}); containers can only be {verb} in a ready pod: run a new pod sandbox (RunPodSandbox) and create the container there");
     }
 
     private static PidNamespaceMode PidModeOf(ContainerConfig config, PodSandboxRecord pod)

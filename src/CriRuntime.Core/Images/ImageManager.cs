@@ -29,8 +29,10 @@ public sealed class ImageManager
     // Layers and blobs a pull in flight relies on; garbage collection leaves them alone.
     private readonly ConcurrentDictionary<Digest, int> leases = new();
 
-    public ImageManager(CriRuntimeConfig config, ImageStore images, LayerStore layers, BlobStore blobs, RegistryClient registry, ILogger<ImageManager> logger)
+    public ImageManager(CriRuntimeConfig config, ImageStore images, LayerStore layers, BlobStore blobs, RegistryClient registry, IImagesInUse inUse,
+        ILogger<ImageManager> logger)
     {
+        this.inUse = inUse;
         this.images = images;
         this.layers = layers;
         this.blobs = blobs;
@@ -43,8 +45,7 @@ public sealed class ImageManager
 
     public Platform Platform => platform;
 
-    /// <summary>Given an image id, the id of a container made from it, or null. Set by the container manager.</summary>
-    public Func<string, string?>? IsInUse { get; set; }
+    private readonly IImagesInUse inUse;
 
     public string LayerDirectory => layers.Root;
 
@@ -222,7 +223,7 @@ public sealed class ImageManager
         var image = images.Find(reference);
         if (image is null) return false;
         // Its layers are the lower dirs of that container's mounted rootfs.
-        if (IsInUse?.Invoke(image.Id.ToString()) is { } container)
+        if (inUse.ContainerUsing(image.Id.ToString()) is { } container)
             throw new FailedPreconditionException($"image {image.Id} is used by container {container}; remove the container first");
         bool removed = await images.RemoveAsync(image.Id, remaining => CollectGarbageAsync(remaining, cancellationToken), cancellationToken).ConfigureAwait(false);
         if (removed) logger.LogInformation("Removed image {Id} ({Tags})", image.Id, string.Join(", ", image.RepoTags.Concat(image.RepoDigests)));

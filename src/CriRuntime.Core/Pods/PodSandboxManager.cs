@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using CriRuntime.Config;
-using CriRuntime.Containers;
 using CriRuntime.Events;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
@@ -17,7 +16,8 @@ namespace CriRuntime.Pods;
 /// Runs, stops and removes pod sandboxes. A pod is a set of pinned namespaces (no pause process),
 /// its etc files and /dev/shm, a cgroup, a CNI attachment, and a catatonit infra process only when
 /// its containers share one PID namespace. Each step of RunAsync is undone if a later one fails, and
-/// a record in the Creating phase marks a pod whose set-up a crash interrupted.
+/// a record in the Creating phase marks a pod whose set-up a crash interrupted. Stopping and removing a pod
+/// with its containers is <see cref="Lifecycle.PodLifecycle"/>'s job; this class knows only the pod itself.
 /// </summary>
 public sealed class PodSandboxManager
 {
@@ -28,21 +28,21 @@ public sealed class PodSandboxManager
     private readonly RecordStore<PodSandboxRecord> store;
     private readonly KeyedLocks locks = new();
     private readonly ConcurrentDictionary<string, string> reservedNames = new(StringComparer.Ordinal);
-    private readonly RuntimeHandlers runtimes;
+    // Pods a stop has begun on: no container may be created or started in them any more.
+    private readonly ConcurrentDictionary<string, byte> stopping = new(StringComparer.Ordinal);
+    private readonly IContainerRuntimes runtimes;
     private readonly Cgroups cgroups;
     private readonly CniManager cni;
-    private readonly Conmon conmon;
     private readonly ILogger logger;
     private readonly string podsDir;
 
-    public PodSandboxManager(CriRuntimeConfig config, RuntimeHandlers runtimes, Cgroups cgroups, CniManager cni, Conmon conmon,
+    public PodSandboxManager(CriRuntimeConfig config, IContainerRuntimes runtimes, Cgroups cgroups, CniManager cni,
         ContainerEventHub events, ILogger<PodSandboxManager> logger)
     {
         this.config = config;
         this.runtimes = runtimes;
         this.cgroups = cgroups;
         this.cni = cni;
-        this.conmon = conmon;
         this.logger = logger;
         store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), StateJsonContext.Default.PodSandboxRecord, logger)
         {
@@ -50,9 +50,6 @@ public sealed class PodSandboxManager
         };
         podsDir = Path.Combine(config.State, "pods");
     }
-
-    /// <summary>Set by the container manager: stops and removes a pod's containers.</summary>
-    internal ContainerManager Containers { get; set; } = null!;
 
     public IEnumerable<PodSandboxRecord> List() => store.All.Where(p => p.Phase != PodSandboxPhase.Creating);
 
@@ -66,7 +63,17 @@ public sealed class PodSandboxManager
     public PodSandboxRecord Get(string id) =>
         Find(id) ?? throw new NotFoundException($"pod sandbox '{id}' not found; ListPodSandbox shows the pods that exist");
 
+    /// <summary>The pod's lock. Lock order: see <see cref="Lifecycle.PodLifecycle"/>.</summary>
     internal Task<IDisposable> LockAsync(string podId, CancellationToken cancellationToken) => locks.AcquireAsync(podId, cancellationToken);
+
+    /// <summary>True once a stop has begun on the pod: it takes no new containers, and its created ones do not start.</summary>
+    public bool IsStopping(string podId) => stopping.ContainsKey(podId);
+
+    /// <summary>Ready, and no stop has begun on it: the state in which containers may be created and started.</summary>
+    public bool AcceptsContainers(PodSandboxRecord pod) => pod.Phase == PodSandboxPhase.Ready && !IsStopping(pod.Id);
+
+    /// <summary>Marks the pod as stopping; the caller holds its lock. A stop is one way: only removal clears the mark.</summary>
+    internal void MarkStopping(string podId) => stopping[podId] = 0;
 
     /// <summary>The pid namespace the pod's containers join, when the pod shares one.</summary>
     public async Task<string?> PodPidNamespaceAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
@@ -162,20 +169,12 @@ public sealed class PodSandboxManager
     }
 
     /// <summary>
-    /// Stops every container, the infra process and the network. Idempotent: as the CRI comments
-    /// require, a pod whose resources are all gone (removed, or never known) is not an error.
+    /// Stops the infra process and the network of a pod whose containers are stopped; the caller holds the
+    /// pod's lock. Idempotent: a pod that is gone is not an error.
     /// </summary>
-    public async Task StopAsync(string podId, CancellationToken cancellationToken)
+    internal async Task StopLockedAsync(string podId, CancellationToken cancellationToken)
     {
-        var pod = Find(podId);
-        if (pod is null)
-        {
-            logger.LogDebug("StopPodSandbox {Id}: no such pod; nothing to stop", podId);
-            return;
-        }
-        await Containers.StopAllInPodAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        pod = store.Get(pod.Id);
+        var pod = store.Get(podId);
         if (pod is null) return;
         if (pod.InfraId is not null) await StopInfraAsync(pod, cancellationToken).ConfigureAwait(false);
         if (pod.NetworkAttached)
@@ -211,14 +210,13 @@ public sealed class PodSandboxManager
         logger.LogInformation("Pod sandbox {Id} resources updated", pod.Id);
     }
 
-    /// <summary>Removes the pod and everything it holds. An unknown id is not an error (CRI: idempotent).</summary>
-    public async Task RemoveAsync(string podId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Removes a pod whose containers are removed, and everything it holds; the caller holds the pod's lock.
+    /// A pod that is gone is not an error (CRI: idempotent).
+    /// </summary>
+    internal async Task RemoveLockedAsync(string podId, CancellationToken cancellationToken)
     {
-        var pod = Find(podId);
-        if (pod is null) return;
-        await Containers.RemoveAllInPodAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        pod = store.Get(pod.Id);
+        var pod = store.Get(podId);
         if (pod is null) return;
         var problems = await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
         if (problems.Count > 0)
@@ -228,6 +226,7 @@ public sealed class PodSandboxManager
             throw new IOException($"pod sandbox {pod.Id} was only partly removed: {string.Join("; ", problems)}; retry RemovePodSandbox");
         }
         store.Delete(pod.Id);
+        stopping.TryRemove(pod.Id, out _);
         reservedNames.TryRemove(new KeyValuePair<string, string>(pod.ReservationKey, pod.Id));
         logger.LogInformation("Pod sandbox {Id} removed", pod.Id);
     }
@@ -326,7 +325,7 @@ public sealed class PodSandboxManager
         return problems;
     }
 
-    private async Task StartInfraAsync(PodSandboxRecord pod, OciRuntime runtime, string hostname, CancellationToken cancellationToken)
+    private async Task StartInfraAsync(PodSandboxRecord pod, IContainerRuntime runtime, string hostname, CancellationToken cancellationToken)
     {
         string bundle = pod.InfraBundle;
         string rootfs = Path.Combine(bundle, "rootfs");
@@ -335,10 +334,9 @@ public sealed class PodSandboxManager
         var spec = RuntimeSpecBuilder.BuildInfra(rootfs, pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace,
             $"{pod.CgroupParent}/{pod.InfraId}", hostname);
         RuntimeSpecBuilder.WriteBundle(bundle, spec);
-        await conmon.CreateContainerAsync(new ConmonCreateRequest
+        await runtime.CreateAsync(new RuntimeCreateRequest
         {
             Id = pod.InfraId!,
-            Runtime = runtime,
             BundleDir = bundle,
             LogPath = Path.Combine(bundle, "infra.log"),
             ExitDir = bundle,

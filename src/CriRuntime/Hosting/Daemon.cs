@@ -5,6 +5,7 @@ using CriRuntime.Images.Distribution;
 using CriRuntime.Containers;
 using CriRuntime.Events;
 using CriRuntime.Hosting.Http2;
+using CriRuntime.Lifecycle;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
@@ -71,11 +72,9 @@ internal static class Daemon
         try
         {
             // Recover before serving: the first List a kubelet sends must already be right.
-            // The container manager first: it tells the image manager which images are in use.
-            var containers = app.Services.GetRequiredService<ContainerManager>();
             await app.Services.GetRequiredService<ImageManager>().InitializeAsync(CancellationToken.None).ConfigureAwait(false);
             await app.Services.GetRequiredService<PodSandboxManager>().RecoverAsync(CancellationToken.None).ConfigureAwait(false);
-            await containers.RecoverAsync(CancellationToken.None).ConfigureAwait(false);
+            await app.Services.GetRequiredService<ContainerManager>().RecoverAsync(CancellationToken.None).ConfigureAwait(false);
             app.Services.GetRequiredService<ExitMonitor>().Start();
         }
         catch (Exception e)
@@ -125,10 +124,12 @@ internal static class Daemon
             sp.GetRequiredService<ILogger<CniManager>>(), TimeSpan.FromSeconds(config.Cni.PluginTimeoutSeconds)));
         services.AddSingleton(sp => new PodCidrConfig(config.Cni.ConfDir, config.Cni.ConfTemplate, sp.GetRequiredService<ILogger<PodCidrConfig>>()));
         services.AddSingleton(sp => new Conmon(config.Runtime.Conmon, sp.GetRequiredService<ILogger<Conmon>>()));
-        services.AddSingleton<RuntimeHandlers>();
+        services.AddSingleton<IContainerRuntimes, RuntimeHandlers>();
         services.AddSingleton<ContainerEventHub>();
         services.AddSingleton<PodSandboxManager>();
         services.AddSingleton<ContainerManager>();
+        services.AddSingleton<IImagesInUse>(sp => sp.GetRequiredService<ContainerManager>());
+        services.AddSingleton<PodLifecycle>();
         services.AddSingleton<ExitMonitor>();
         services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();

@@ -1,6 +1,7 @@
 using CriRuntime.Config;
 using CriRuntime.Containers;
 using CriRuntime.Events;
+using CriRuntime.Lifecycle;
 using CriRuntime.Network.Cni;
 using CriRuntime.Pods;
 using CriRuntime.Stats;
@@ -14,7 +15,7 @@ namespace CriRuntime.Server;
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
 internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodCidrConfig podCidr, PodSandboxManager pods,
-    ContainerManager containers, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime)
+    ContainerManager containers, PodLifecycle podLifecycle, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime)
     : RuntimeService.RuntimeServiceBase
 {
     /// <summary>The statuses of every container of the pod, as PodSandboxStatus and container events carry them.</summary>

@@ -8,7 +8,7 @@ internal sealed partial class CriRuntimeService
     public override async Task<RemovePodSandboxResponse> RemovePodSandbox(RemovePodSandboxRequest request, ServerCallContext context)
     {
         RequireId(request.PodSandboxId, "pod_sandbox_id");
-        await pods.RemoveAsync(request.PodSandboxId, context.CancellationToken).ConfigureAwait(false);
+        await podLifecycle.RemovePodSandboxAsync(request.PodSandboxId, context.CancellationToken).ConfigureAwait(false);
         return new RemovePodSandboxResponse();
     }
 }

@@ -8,7 +8,7 @@ internal sealed partial class CriRuntimeService
     public override async Task<StopPodSandboxResponse> StopPodSandbox(StopPodSandboxRequest request, ServerCallContext context)
     {
         RequireId(request.PodSandboxId, "pod_sandbox_id");
-        await pods.StopAsync(request.PodSandboxId, context.CancellationToken).ConfigureAwait(false);
+        await podLifecycle.StopPodSandboxAsync(request.PodSandboxId, context.CancellationToken).ConfigureAwait(false);
         return new StopPodSandboxResponse();
     }
 }

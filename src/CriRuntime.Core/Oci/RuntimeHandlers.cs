@@ -1,23 +1,23 @@
 using CriRuntime.Config;
-using CriRuntime.Oci;
 using Microsoft.Extensions.Logging;
 
-namespace CriRuntime.Containers;
+namespace CriRuntime.Oci;
 
 /// <summary>
 /// The OCI runtimes a pod can choose with RuntimeHandler ([runtime.handlers.NAME] in the config).
 /// Each keeps its state under its own --root, so our containers never mix with anyone else's.
 /// </summary>
-public sealed class RuntimeHandlers
+public sealed class RuntimeHandlers : IContainerRuntimes
 {
-    private readonly Dictionary<string, OciRuntime> runtimes;
+    private readonly Dictionary<string, IContainerRuntime> runtimes;
 
-    public RuntimeHandlers(CriRuntimeConfig config, ILoggerFactory loggers)
+    public RuntimeHandlers(CriRuntimeConfig config, Conmon conmon, ILoggerFactory loggers)
     {
         DefaultHandler = config.Runtime.DefaultHandler;
         runtimes = config.Runtime.Handlers.ToDictionary(
             h => h.Key,
-            h => new OciRuntime(h.Key, h.Value.Path, Path.Combine(config.State, "runtime", h.Key), loggers.CreateLogger($"CriRuntime.Oci.{h.Key}")),
+            h => (IContainerRuntime)new ConmonRuntime(
+                new OciRuntime(h.Key, h.Value.Path, Path.Combine(config.State, "runtime", h.Key), loggers.CreateLogger($"CriRuntime.Oci.{h.Key}")), conmon),
             StringComparer.Ordinal);
     }
 
@@ -26,7 +26,7 @@ public sealed class RuntimeHandlers
     public IEnumerable<string> Names => runtimes.Keys;
 
     /// <summary>The runtime for a CRI runtime_handler; "" means the default.</summary>
-    public OciRuntime Resolve(string? handler)
+    public IContainerRuntime Resolve(string? handler)
     {
         string name = string.IsNullOrEmpty(handler) ? DefaultHandler : handler;
         return runtimes.TryGetValue(name, out var runtime)
