@@ -82,6 +82,7 @@ public sealed class ContainerManager
             throw new ArgumentException("config.metadata.name is empty: give the container a name");
         if (string.IsNullOrWhiteSpace(containerConfig.Image?.Image))
             throw new ArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
+        ContainerConfigLimits.Validate(containerConfig);
 
         var pod = pods.Get(podSandboxId);
         // Pod lock first, then the container's (the order StopPodSandbox takes them in too).
