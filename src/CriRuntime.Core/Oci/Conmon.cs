@@ -176,7 +176,12 @@ public sealed class Conmon
                 if (OciRuntime.ReadPidFile(Path.Combine(request.BundleDir, ConmonPidFileName)) is not int conmonPid || !IsConmon(conmonPid))
                     continue;
                 // The runtime is conmon's child; the writer may be a process it started (a wrapper's pipeline).
-                var blocked = Signals.Children(conmonPid).Where(runtimePid => Tree(runtimePid).Any(IsBlockedWritingOutput)).ToList();
+                var blocked = Signals.Children(conmonPid).Where(runtimePid =>
+                {
+                    // conmon's pipes are what the runtime got as fd 1 and 2; a write to another pipe is not stuck on conmon.
+                    var conmonPipes = new[] { FdTarget(runtimePid, 1), FdTarget(runtimePid, 2) }.Where(t => t?.StartsWith("pipe:", StringComparison.Ordinal) == true).ToHashSet();
+                    return conmonPipes.Count > 0 && Tree(runtimePid).Any(pid => IsBlockedWritingTo(pid, conmonPipes));
+                }).ToList();
                 blockedSamples = blocked.Count > 0 ? blockedSamples + 1 : 0;
                 if (blockedSamples < needed) continue;
                 foreach (int runtimePid in blocked)
@@ -204,20 +209,31 @@ public sealed class Conmon
         return all;
     }
 
-    /// <summary>A thread of <paramref name="pid"/> sleeps in pipe_write on fd 1 or 2 (from /proc: wchan, and syscall's first argument).</summary>
-    private static bool IsBlockedWritingOutput(int pid)
+    /// <summary>A thread of <paramref name="pid"/> sleeps in a pipe write (wchan pipe_write, anon_pipe_write on newer
+    /// kernels) on a descriptor (the first argument in /proc/PID/task/TID/syscall) that is one of <paramref name="pipes"/>.</summary>
+    private static bool IsBlockedWritingTo(int pid, HashSet<string?> pipes)
     {
         try
         {
             foreach (string task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
             {
-                if (File.ReadAllText(Path.Combine(task, "wchan")).Trim() != "pipe_write") continue;
+                if (!File.ReadAllText(Path.Combine(task, "wchan")).Trim().EndsWith("pipe_write", StringComparison.Ordinal)) continue;
                 string[] syscall = File.ReadAllText(Path.Combine(task, "syscall")).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (syscall.Length > 1 && syscall[1] is "0x1" or "0x2") return true;
+                if (syscall.Length > 1 && syscall[1].StartsWith("0x", StringComparison.Ordinal)
+                    && int.TryParse(syscall[1].AsSpan(2), System.Globalization.NumberStyles.HexNumber, null, out int fd)
+                    && pipes.Contains(FdTarget(pid, fd)))
+                    return true;
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         return false;
+    }
+
+    /// <summary>What /proc/PID/fd/FD points at ("pipe:[123]"), or null.</summary>
+    private static string? FdTarget(int pid, int fd)
+    {
+        try { return new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>Asks conmon to reopen the container's log file (after kubelet renamed it for rotation).</summary>

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using CriRuntime.Native;
 using Grpc.Core;
 using Runtime.V1;
 using Xunit;
@@ -84,7 +83,11 @@ public sealed class HostileRequestTests(RegistryFixture registry, ITestOutputHel
         await StartPodDaemonAsync();
         var pod = await RunPodAsync("seccomp-fifo");
         string fifo = Path.Combine(TempDir("criruntime-seccomp-fifo-"), "profile.json");
-        Files.Mknod(fifo, FileType.Fifo, 0x1A4);
+        using (var mkfifo = Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
 
         foreach (string path in new[] { fifo, "/dev/zero" })
         {
