@@ -73,7 +73,7 @@ public sealed class ConnectionLimitTests(ITestOutputHelper output) : DaemonTest(
             // The server may send its SETTINGS first; the connection must end (EOF or reset) within the bound.
             while (true)
             {
-                int n = await silent.ReceiveAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(12));
+                int n = await silent.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(12));
                 if (n == 0) break;
             }
         }
