@@ -80,6 +80,7 @@ public sealed class ContainerManager : IImagesInUse
             throw new InvalidArgumentException("config.metadata.name is empty: give the container a name");
         if (string.IsNullOrWhiteSpace(containerConfig.Image?.Image))
             throw new InvalidArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
+        ContainerConfigLimits.Validate(containerConfig);
 
         var pod = pods.Get(podSandboxId);
         RequireAcceptsContainers(pod, "created");

@@ -106,9 +106,23 @@ public sealed class Conmon
                 // conmon exited before reading (bad arguments): its stderr says why.
             }
 
+            // conmon reads the runtime's stdout/stderr pipe only after `runtime create` has exited, so a
+            // runtime with more than a pipe's 64 KiB to say blocks in write() and neither ever finishes.
+            using var watchdogStop = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
+            var watchdog = StopRuntimeBlockedOnOutputAsync(request, watchdogStop.Token);
+
             // The sync pipe speaks as soon as the runtime has created the container (or EOF when conmon
             // dies), so it is read first: waiting for the first conmon process to exit would poll.
-            var line = await ReadLineAsync(syncPipe, linked.Token).ConfigureAwait(false);
+            string? line;
+            try
+            {
+                line = await ReadLineAsync(syncPipe, linked.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                watchdogStop.Cancel();
+            }
+            bool outputOverflowed = await watchdog.ConfigureAwait(false);
 
             // The first conmon process forks the monitor and exits; reap it so it does not stay a zombie.
             int status = await Spawn.WaitForExitAsync(spawnedPid, linked.Token).ConfigureAwait(false);
@@ -118,11 +132,12 @@ public sealed class Conmon
                 string err = await TextWithin(stderrText, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
                 throw new OciRuntimeException(
                     $"conmon for container {request.Id} exited (status {Spawn.ExitCode(status)}) without reporting a pid" +
-                    (err.Length > 0 ? $": {err}" : "; see the system log for conmon's messages"));
+                    (err.Length > 0 ? $": {OciRuntime.Bounded(err)}" : "; see the system log for conmon's messages"));
             }
             var (pid, message) = ParseSync(line);
             if (pid <= 0)
-                throw new OciRuntimeException($"{request.Runtime.HandlerName} create {request.Id} failed: {(string.IsNullOrWhiteSpace(message) ? "no error text" : message.Trim())}{Hint(message)}");
+                throw new OciRuntimeException($"{request.Runtime.HandlerName} create {request.Id} failed: {(string.IsNullOrWhiteSpace(message) ? "no error text" : OciRuntime.Bounded(message.Trim()))}{Hint(message)}" +
+                    (outputOverflowed ? $" (its error output passed the {PipeCapacity / 1024} KiB conmon holds while the runtime runs, so it was stopped; a value in the container config is probably far too long)" : ""));
 
             int conmonPid = OciRuntime.ReadPidFile(Path.Combine(request.BundleDir, ConmonPidFileName))
                 ?? throw new OciRuntimeException($"conmon for container {request.Id} reported pid {pid} but wrote no {ConmonPidFileName}");
@@ -136,6 +151,89 @@ public sealed class Conmon
                 throw new OciRuntimeException($"{request.Runtime.HandlerName} create {request.Id} did not finish within {CreateTimeout.TotalSeconds:0}s; it was stopped and removed");
             throw;
         }
+    }
+
+    /// <summary>Linux's default pipe capacity: what a runtime can write to conmon's pipe before it blocks.</summary>
+    private const int PipeCapacity = 64 * 1024;
+
+    /// <summary>How long the runtime must stay blocked writing its output before it is stopped.</summary>
+    internal static readonly TimeSpan BlockedOutputGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Until cancelled, watches the runtime conmon runs (conmon's child) and SIGKILLs it once it has been blocked
+    /// writing to its stdout or stderr for <see cref="BlockedOutputGrace"/>: conmon then reads the first part of
+    /// what it wrote and reports the failure. Returns whether it did so. Never throws.
+    /// </summary>
+    private async Task<bool> StopRuntimeBlockedOnOutputAsync(ConmonCreateRequest request, CancellationToken ct)
+    {
+        var interval = TimeSpan.FromMilliseconds(250);
+        int blockedSamples = 0, needed = (int)(BlockedOutputGrace / interval);
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(interval, ct).ConfigureAwait(false);
+                if (OciRuntime.ReadPidFile(Path.Combine(request.BundleDir, ConmonPidFileName)) is not int conmonPid || !IsConmon(conmonPid))
+                    continue;
+                // The runtime is conmon's child; the writer may be a process it started (a wrapper's pipeline).
+                var blocked = Signals.Children(conmonPid).Where(runtimePid =>
+                {
+                    // conmon's pipes are what the runtime got as fd 1 and 2; a write to another pipe is not stuck on conmon.
+                    var conmonPipes = new[] { FdTarget(runtimePid, 1), FdTarget(runtimePid, 2) }.Where(t => t?.StartsWith("pipe:", StringComparison.Ordinal) == true).ToHashSet();
+                    return conmonPipes.Count > 0 && Tree(runtimePid).Any(pid => IsBlockedWritingTo(pid, conmonPipes));
+                }).ToList();
+                blockedSamples = blocked.Count > 0 ? blockedSamples + 1 : 0;
+                if (blockedSamples < needed) continue;
+                foreach (int runtimePid in blocked)
+                {
+                    logger.LogWarning("{Runtime} create {Id} (pid {Pid}) is blocked writing more output than conmon's pipe holds; stopping it",
+                        request.Runtime.HandlerName, request.Id, runtimePid);
+                    Signals.KillTree(runtimePid);
+                }
+                return true;
+            }
+        }
+        catch (OperationCanceledException) { return false; }
+        catch (Exception e)
+        {
+            logger.LogDebug(e, "Watching {Runtime} create {Id} for blocked output failed", request.Runtime.HandlerName, request.Id);
+            return false;
+        }
+    }
+
+    /// <summary><paramref name="pid"/> and its descendants (bounded: a runtime has a handful).</summary>
+    private static List<int> Tree(int pid)
+    {
+        var all = new List<int> { pid };
+        for (int i = 0; i < all.Count && all.Count < 256; i++) all.AddRange(Signals.Children(all[i]));
+        return all;
+    }
+
+    /// <summary>A thread of <paramref name="pid"/> sleeps in a pipe write (wchan pipe_write, anon_pipe_write on newer
+    /// kernels) on a descriptor (the first argument in /proc/PID/task/TID/syscall) that is one of <paramref name="pipes"/>.</summary>
+    private static bool IsBlockedWritingTo(int pid, HashSet<string?> pipes)
+    {
+        try
+        {
+            foreach (string task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                if (!File.ReadAllText(Path.Combine(task, "wchan")).Trim().EndsWith("pipe_write", StringComparison.Ordinal)) continue;
+                string[] syscall = File.ReadAllText(Path.Combine(task, "syscall")).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (syscall.Length > 1 && syscall[1].StartsWith("0x", StringComparison.Ordinal)
+                    && int.TryParse(syscall[1].AsSpan(2), System.Globalization.NumberStyles.HexNumber, null, out int fd)
+                    && pipes.Contains(FdTarget(pid, fd)))
+                    return true;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return false;
+    }
+
+    /// <summary>What /proc/PID/fd/FD points at ("pipe:[123]"), or null.</summary>
+    private static string? FdTarget(int pid, int fd)
+    {
+        try { return new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>Asks conmon to reopen the container's log file (after kubelet renamed it for rotation).</summary>

@@ -300,8 +300,15 @@ public sealed class OciRuntime
     {
         string message = Text(result.Stderr);
         if (message.Length == 0) message = Text(result.Stdout);
-        return new OciRuntimeException($"{HandlerName} {command} {id} failed (exit {result.ExitCode}): {message}");
+        return new OciRuntimeException($"{HandlerName} {command} {id} failed (exit {result.ExitCode}): {Bounded(message)}");
     }
+
+    /// <summary>Most of a runtime's message kept in an error (which becomes a gRPC status message, i.e. a header).</summary>
+    internal const int MaxErrorTextChars = 4096;
+
+    /// <summary>The start of <paramref name="text"/>, cut at <see cref="MaxErrorTextChars"/> with a note of how much was cut.</summary>
+    internal static string Bounded(string text) =>
+        text.Length <= MaxErrorTextChars ? text : $"{text[..MaxErrorTextChars]}... ({text.Length - MaxErrorTextChars} more characters cut)";
 
     internal static string Text(byte[] bytes) => Encoding.UTF8.GetString(bytes).Trim();
 

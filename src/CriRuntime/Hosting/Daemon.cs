@@ -24,6 +24,9 @@ namespace CriRuntime.Hosting;
 /// <summary>Builds and runs the daemon: the stores, the gRPC services on the unix socket, and /metrics.</summary>
 internal static class Daemon
 {
+    /// <summary>Concurrent HTTP/2 streams one client connection may hold open; grpc-go servers set no limit.</summary>
+    internal const int MaxStreamsPerConnection = 10_000;
+
     public static async Task RunAsync(CriRuntimeConfig config, string configPath)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -53,6 +56,9 @@ internal static class Daemon
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+            // The kubelet sends every call, and keeps its event and log streams open, on one connection;
+            // Kestrel's default of 100 streams per connection would queue all further calls behind them.
+            kestrel.Limits.Http2.MaxStreamsPerConnection = MaxStreamsPerConnection;
             // Kestrel takes over the listening socket we bound (and set the mode of) ourselves. The
             // rewrite lets grpc-go clients that send the socket path as :authority in (see Http2/).
             kestrel.ListenHandle(socketHandle, listen =>

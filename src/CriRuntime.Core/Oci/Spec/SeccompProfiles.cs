@@ -15,6 +15,9 @@ namespace CriRuntime.Oci.Spec;
 public static class SeccompProfiles
 {
     public const string ActAllow = "SCMP_ACT_ALLOW", ActErrno = "SCMP_ACT_ERRNO";
+
+    /// <summary>Largest Localhost profile read; Docker's default profile is about 20 KiB.</summary>
+    public const int MaxLocalhostProfileBytes = 1024 * 1024;
     private const uint EPERM = 1, ENOSYS = 38;
 
     // Every namespace flag of clone(2): without CAP_SYS_ADMIN a clone may create none of them.
@@ -170,12 +173,9 @@ public static class SeccompProfiles
     {
         if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path))
             throw new InvalidArgumentException($"seccomp localhost_ref '{path}' is not an absolute path to a profile file on the node");
-        string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidArgumentException($"seccomp profile {path} cannot be read: {e.Message}");
-        }
+        // A FIFO or device named here must not block the call, nor /dev/zero be read forever.
+        string text = System.Text.Encoding.UTF8.GetString(
+            Native.RequestedFiles.ReadRegularFile(path, MaxLocalhostProfileBytes, "seccomp profile (localhost_ref)"));
         try
         {
             return ParseProfile(text, boundingCapabilities);

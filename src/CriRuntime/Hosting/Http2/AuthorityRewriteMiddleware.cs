@@ -13,6 +13,12 @@ namespace CriRuntime.Hosting.Http2;
 /// </summary>
 internal static class AuthorityRewriteMiddleware
 {
+    /// <summary>
+    /// How long a new connection may take to send the 24-byte HTTP/2 preface before it is closed: a client
+    /// that connects and stays silent would otherwise hold a descriptor until Kestrel's keep-alive timeout.
+    /// </summary>
+    internal static readonly TimeSpan PrefaceTimeout = TimeSpan.FromSeconds(5);
+
     public static ListenOptions UseAuthorityRewrite(this ListenOptions listen)
     {
         var logger = listen.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(AuthorityRewriteMiddleware).FullName!);
@@ -35,7 +41,14 @@ internal static class AuthorityRewriteMiddleware
             readerScheduler: PipeScheduler.Inline,
             useSynchronizationContext: false));
         connection.Transport = new RewrittenTransport(pipe.Reader, original.Output);
-        var pump = PumpAsync(original.Input, pipe.Writer, limits, connection.ConnectionId, logger);
+        using var prefaceDeadline = new CancellationTokenSource(PrefaceTimeout);
+        using var abortOnDeadline = prefaceDeadline.Token.Register(() =>
+        {
+            logger.LogDebug("Connection {Connection} sent no HTTP/2 preface within {Seconds}s; closing it", connection.ConnectionId, PrefaceTimeout.TotalSeconds);
+            connection.Abort(new ConnectionAbortedException($"no HTTP/2 connection preface within {PrefaceTimeout.TotalSeconds:0}s"));
+        });
+        var pump = PumpAsync(original.Input, pipe.Writer, limits, connection.ConnectionId, logger,
+            prefaceReceived: () => prefaceDeadline.CancelAfter(Timeout.InfiniteTimeSpan));
         try
         {
             await next(connection).ConfigureAwait(false);
@@ -51,11 +64,13 @@ internal static class AuthorityRewriteMiddleware
     }
 
     /// <summary>Copies the client's bytes through the rewriter; never throws.</summary>
-    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2RewriterLimits limits, string connectionId, ILogger logger)
+    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2RewriterLimits limits, string connectionId, ILogger logger,
+        Action prefaceReceived)
     {
         await Task.Yield();
         Exception? error = null;
         using var rewriter = new Http2AuthorityRewriter(limits);
+        bool prefaceSeen = false;
         try
         {
             while (true)
@@ -63,6 +78,11 @@ internal static class AuthorityRewriteMiddleware
                 var result = await input.ReadAsync().ConfigureAwait(false);
                 var status = rewriter.Process(result.Buffer, output);
                 input.AdvanceTo(result.Buffer.End);
+                if (!prefaceSeen && rewriter.PrefaceDone)
+                {
+                    prefaceSeen = true;
+                    prefaceReceived();
+                }
                 var flush = await output.FlushAsync().ConfigureAwait(false);
                 if (status == RewriteStatus.Failed)
                 {

@@ -80,6 +80,9 @@ internal sealed partial class Http2AuthorityRewriter : IHpackHeaderSink, IDispos
     /// <summary>Why the stream failed, once <see cref="RewriteStatus.Failed"/> was returned.</summary>
     public string? Error { get; private set; }
 
+    /// <summary>The client has sent the whole HTTP/2 connection preface (or bytes that are not one, which Kestrel refuses).</summary>
+    public bool PrefaceDone => state != State.Preface;
+
     /// <summary>Header blocks re-encoded so far, and how many had their :authority replaced.</summary>
     public long HeaderBlocks { get; private set; }
     public long AuthoritiesReplaced { get; private set; }
