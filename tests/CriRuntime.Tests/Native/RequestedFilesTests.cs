@@ -28,7 +28,7 @@ public sealed class RequestedFilesTests : IDisposable
         Files.Mknod(path, FileType.Fifo, 0x180);
         var read = Task.Run(() => RequestedFiles.ReadRegularFile(path, 1024, "test field"));
         // The old File.ReadAllText blocked in open(2) until a writer came: bound the wait instead of hanging the test.
-        var e = await Assert.ThrowsAsync<ArgumentException>(() => read.WaitAsync(TimeSpan.FromSeconds(10)));
+        var e = await Assert.ThrowsAsync<InvalidArgumentException>(() => read.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains("test field", e.Message);
         Assert.Contains(path, e.Message);
         Assert.Contains("FIFO", e.Message);
@@ -62,7 +62,7 @@ public sealed class RequestedFilesTests : IDisposable
         string fifo = Path.Combine(dir, "profile-fifo");
         Files.Mknod(fifo, FileType.Fifo, 0x180);
         var fromFifo = Task.Run(() => SeccompProfiles.Localhost(fifo, []));
-        var e = await Assert.ThrowsAsync<ArgumentException>(() => fromFifo.WaitAsync(TimeSpan.FromSeconds(10)));
+        var e = await Assert.ThrowsAsync<InvalidArgumentException>(() => fromFifo.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains(fifo, e.Message);
         Assert.Contains("localhost_ref", e.Message);
         Assert.Contains("/dev/zero", Assert.Throws<InvalidArgumentException>(() => SeccompProfiles.Localhost("/dev/zero", [])).Message);
