@@ -67,7 +67,7 @@ public sealed class ContainerManager : IImagesInUse
 
     public ContainerRecord? Find(string id)
     {
-        var container = store.Find(id);
+        var container = store.FindByIdOrPrefix(id);
         return container is { Phase: not ContainerPhase.Creating } ? container : null;
     }
 
@@ -96,7 +96,7 @@ public sealed class ContainerManager : IImagesInUse
         // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
         int stopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM;
-        string id = PodSandboxManager.NewId();
+        string id = ObjectIds.New();
         using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
         string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
         if (!reservedNames.TryAdd(key, id))
@@ -117,10 +117,10 @@ public sealed class ContainerManager : IImagesInUse
             ImageName = image.RepoTags.FirstOrDefault() ?? containerConfig.Image.Image,
             RuntimeHandler = runtime.HandlerName,
             Phase = ContainerPhase.Creating,
-            CreatedAt = PodSandboxManager.NowNanos(),
+            CreatedAt = CriClock.NowNanos(),
             LogPath = logPath,
             Bundle = Path.Combine(bundlesDir, id),
-            Directory = Path.Combine(containersDir, id),
+            WritableLayerDir = Path.Combine(containersDir, id),
             CgroupsPath = $"{pod.CgroupParent}/{id}",
             StopSignal = stopSignal,
         };
@@ -130,11 +130,11 @@ public sealed class ContainerManager : IImagesInUse
             // Persisted first: a crash from here on leaves a Creating record that start-up undoes.
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             await store.PutAsync(container, cancellationToken).ConfigureAwait(false);
-            string upper = Path.Combine(container.Directory, "upper");
-            string work = Path.Combine(container.Directory, "work");
-            System.IO.Directory.CreateDirectory(upper);
-            System.IO.Directory.CreateDirectory(work);
-            System.IO.Directory.CreateDirectory(container.Rootfs);
+            string upper = Path.Combine(container.WritableLayerDir, "upper");
+            string work = Path.Combine(container.WritableLayerDir, "work");
+            Directory.CreateDirectory(upper);
+            Directory.CreateDirectory(work);
+            Directory.CreateDirectory(container.Rootfs);
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
@@ -154,17 +154,17 @@ public sealed class ContainerManager : IImagesInUse
                 PidMode = pidMode,
                 PodPidNamespacePath = pidMode == PidNamespaceMode.Pod ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false) : null,
                 CgroupsPath = container.CgroupsPath,
-                HostnameFile = Path.Combine(pod.Directory, "hostname"),
-                HostsFile = Path.Combine(pod.Directory, "hosts"),
-                ResolvConfFile = Path.Combine(pod.Directory, "resolv.conf"),
+                HostnameFile = Path.Combine(pod.PodStateDir, "hostname"),
+                HostsFile = Path.Combine(pod.PodStateDir, "hosts"),
+                ResolvConfFile = Path.Combine(pod.PodStateDir, "resolv.conf"),
                 ShmPath = pod.ShmPath,
                 Hostname = pod.Hostname,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
-            if (logPath.Length > 0) System.IO.Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-            System.IO.Directory.CreateDirectory(ExitDir);
+            if (logPath.Length > 0) Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+            Directory.CreateDirectory(ExitDir);
             File.Delete(Path.Combine(ExitDir, id));
             int containerPid = await runtime.CreateAsync(new RuntimeCreateRequest
             {
@@ -215,13 +215,13 @@ public sealed class ContainerManager : IImagesInUse
             {
                 Phase = ContainerPhase.Exited,
                 ExitCode = 128,
-                FinishedAt = PodSandboxManager.NowNanos(),
+                FinishedAt = CriClock.NowNanos(),
                 Reason = "StartError",
                 Message = e.Message,
             }).ConfigureAwait(false);
             throw;
         }
-        long startedAt = PodSandboxManager.NowNanos();
+        long startedAt = CriClock.NowNanos();
         // An exit recorded while we were starting already made the record EXITED; keep that.
         await UpdateAsync(container.Id, c => c.Phase switch
         {
@@ -245,7 +245,7 @@ public sealed class ContainerManager : IImagesInUse
 
     private async Task StopLockedAsync(string containerId, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var container = store.Get(containerId);
+        var container = store.Find(containerId);
         if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
         var runtime = runtimes.Resolve(container.RuntimeHandler);
         var exited = exits.GetOrAdd(container.Id, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
@@ -278,7 +278,7 @@ public sealed class ContainerManager : IImagesInUse
         if (container is null) return;
         using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
         await StopLockedAsync(container.Id, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
-        container = store.Get(container.Id);
+        container = store.Find(container.Id);
         if (container is null) return;
         var problems = await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
         if (problems.Count > 0)
@@ -344,7 +344,7 @@ public sealed class ContainerManager : IImagesInUse
     /// <summary>Called when conmon wrote an exit file: records the exit and wakes whoever waits for it.</summary>
     public async Task HandleExitAsync(string containerId, CancellationToken cancellationToken)
     {
-        var container = store.Get(containerId);
+        var container = store.Find(containerId);
         if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
         await MarkExitedAsync(containerId, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
     }
@@ -355,7 +355,7 @@ public sealed class ContainerManager : IImagesInUse
 
     private async Task MarkExitedAsync(string containerId, int? fallbackExitCode, CancellationToken cancellationToken)
     {
-        var container = store.Get(containerId);
+        var container = store.Find(containerId);
         if (container is null || container.Phase is ContainerPhase.Exited or ContainerPhase.Creating) return;
         int exitCode;
         DateTimeOffset finishedAt;
@@ -386,7 +386,7 @@ public sealed class ContainerManager : IImagesInUse
     /// </summary>
     public async Task RecoverAsync(CancellationToken cancellationToken)
     {
-        System.IO.Directory.CreateDirectory(ExitDir);
+        Directory.CreateDirectory(ExitDir);
         store.Load();
         foreach (var container in store.All.ToList())
         {
@@ -404,10 +404,10 @@ public sealed class ContainerManager : IImagesInUse
         // Bundles and directories no record owns belong to a record that was set aside as unreadable.
         foreach (var dir in EnumerateDirectories(bundlesDir).Concat(EnumerateDirectories(containersDir).Where(d => Path.GetFileName(d) != "records")))
         {
-            if (store.Get(Path.GetFileName(dir)) is not null) continue;
+            if (store.Find(Path.GetFileName(dir)) is not null) continue;
             logger.LogWarning("Removing leftover container directory {Dir}", dir);
             Mounts.TryUnmount(Path.Combine(dir, "rootfs"), UnmountFlags.Detach);
-            if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) System.IO.Directory.Delete(dir, recursive: true);
+            if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) Directory.Delete(dir, recursive: true);
         }
         logger.LogInformation("Recovered {Count} containers", store.Count);
     }
@@ -435,7 +435,7 @@ public sealed class ContainerManager : IImagesInUse
             {
                 Phase = ContainerPhase.Exited,
                 ExitCode = 255,
-                FinishedAt = PodSandboxManager.NowNanos(),
+                FinishedAt = CriClock.NowNanos(),
                 Reason = "Unknown",
                 Message = state is null ? "the container disappeared while the daemon was down (node reboot?)" : "the container stopped while the daemon was down and its exit code was lost",
             }, cancellationToken).ConfigureAwait(false);
@@ -443,7 +443,7 @@ public sealed class ContainerManager : IImagesInUse
         else if (state.Status == "running" && container.Phase == ContainerPhase.Created)
         {
             // Started just before a crash, before the record said so.
-            await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = PodSandboxManager.NowNanos() }, cancellationToken).ConfigureAwait(false);
+            await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = CriClock.NowNanos() }, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -489,11 +489,11 @@ public sealed class ContainerManager : IImagesInUse
             problems.Add($"could not unmount its rootfs {container.Rootfs}");
         if (!Mounts.IsMountPoint(container.Rootfs))
         {
-            foreach (var dir in new[] { container.Bundle, container.Directory })
+            foreach (var dir in new[] { container.Bundle, container.WritableLayerDir })
             {
                 try
                 {
-                    if (System.IO.Directory.Exists(dir)) System.IO.Directory.Delete(dir, recursive: true);
+                    if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
@@ -520,7 +520,7 @@ public sealed class ContainerManager : IImagesInUse
     private async Task<ContainerRecord?> UpdateAsync(string id, Func<ContainerRecord, ContainerRecord?> change)
     {
         using var recordLock = await recordLocks.AcquireAsync(id, CancellationToken.None).ConfigureAwait(false);
-        var current = store.Get(id);
+        var current = store.Find(id);
         if (current is null) return null;
         var next = change(current);
         if (next is null) return null;
@@ -570,5 +570,5 @@ public sealed class ContainerManager : IImagesInUse
     };
 
     private static IEnumerable<string> EnumerateDirectories(string dir) =>
-        System.IO.Directory.Exists(dir) ? System.IO.Directory.EnumerateDirectories(dir).ToList() : [];
+        Directory.Exists(dir) ? Directory.EnumerateDirectories(dir).ToList() : [];
 }

@@ -55,8 +55,9 @@ public sealed record ContainerRecord : IRecord
     /// <summary>Bundle directory under the state dir: config.json, the rootfs mount point, conmon's files.</summary>
     public required string Bundle { get; init; }
 
-    /// <summary>Persistent directory: the overlay upper and work dirs.</summary>
-    public required string Directory { get; init; }
+    /// <summary>Persistent directory under root holding the overlay upper and work dirs.</summary>
+    [JsonPropertyName("Directory")] // the name records were first written with
+    public required string WritableLayerDir { get; init; }
 
     public required string CgroupsPath { get; init; }
 

@@ -1,3 +1,4 @@
+using CriRuntime.State;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using CriRuntime.Containers;
@@ -80,14 +81,14 @@ public sealed class ContainerEventHub(ILogger<ContainerEventHub> logger)
     {
         var record = after ?? before!;
         foreach (var type in EventsOf(before, after))
-            Publish(new ContainerEvent(record.Id, record.PodSandboxId, type, PodSandboxManager.NowNanos()));
+            Publish(new ContainerEvent(record.Id, record.PodSandboxId, type, CriClock.NowNanos()));
     }
 
     public void OnChanged(PodSandboxRecord? before, PodSandboxRecord? after)
     {
         var record = after ?? before!;
         foreach (var type in EventsOf(before, after))
-            Publish(new ContainerEvent(record.Id, record.Id, type, PodSandboxManager.NowNanos()));
+            Publish(new ContainerEvent(record.Id, record.Id, type, CriClock.NowNanos()));
     }
 }
 

@@ -135,7 +135,7 @@ public sealed class OciRuntime
         }
         finally
         {
-            TryDelete(pidFile);
+            DeleteIgnoringErrors(pidFile);
         }
     }
 
@@ -154,7 +154,7 @@ public sealed class OciRuntime
         }
         finally
         {
-            TryDelete(file);
+            DeleteIgnoringErrors(file);
         }
     }
 
@@ -321,7 +321,7 @@ public sealed class OciRuntime
             throw new ArgumentException($"invalid container id '{id}': letters, digits, '-', '_' and '.' only, not starting with '-' or '.'");
     }
 
-    private static void TryDelete(string path)
+    private static void DeleteIgnoringErrors(string path)
     {
         try { File.Delete(path); } catch (IOException) { }
     }

@@ -103,7 +103,7 @@ public static class PodFiles
         }
         catch
         {
-            if (created) TryRemoveEmptyDirectory(path);
+            if (created) RemoveDirectoryIfEmpty(path);
             throw;
         }
     }
@@ -156,7 +156,7 @@ public static class PodFiles
 
     private static bool HasSpaceOrControl(string s) => s.Any(c => char.IsWhiteSpace(c) || char.IsControl(c));
 
-    private static void TryRemoveEmptyDirectory(string path)
+    private static void RemoveDirectoryIfEmpty(string path)
     {
         try { Directory.Delete(path, recursive: false); }
         catch (IOException) { }

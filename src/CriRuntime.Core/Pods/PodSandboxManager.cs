@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using CriRuntime.Config;
 using CriRuntime.Events;
 using CriRuntime.Native;
@@ -56,7 +55,7 @@ public sealed class PodSandboxManager
     /// <summary>The pod with this id (or unique id prefix), or null.</summary>
     public PodSandboxRecord? Find(string id)
     {
-        var pod = store.Find(id);
+        var pod = store.FindByIdOrPrefix(id);
         return pod is { Phase: not PodSandboxPhase.Creating } ? pod : null;
     }
 
@@ -90,7 +89,7 @@ public sealed class PodSandboxManager
         Validate(podConfig);
         var runtime = runtimes.Resolve(runtimeHandler);
         string key = PodSandboxRecord.ReservationKeyOf(podConfig.Metadata);
-        string id = NewId();
+        string id = ObjectIds.New();
         if (!reservedNames.TryAdd(key, id))
             throw new AlreadyExistsException(
                 $"a pod sandbox named {podConfig.Metadata.Name} in namespace {podConfig.Metadata.Namespace} (uid {podConfig.Metadata.Uid}, attempt {podConfig.Metadata.Attempt}) already exists as {reservedNames.GetValueOrDefault(key)}; remove it first or use another attempt");
@@ -112,8 +111,8 @@ public sealed class PodSandboxManager
             ConfigBytes = podConfig.ToByteArray(),
             RuntimeHandler = runtime.HandlerName,
             Phase = PodSandboxPhase.Creating,
-            CreatedAt = NowNanos(),
-            Directory = dir,
+            CreatedAt = CriClock.NowNanos(),
+            PodStateDir = dir,
             CgroupParent = cgroupParent,
             OwnsCgroup = !cgroups.Exists(cgroupParent),
             ShmPath = hostIpc ? null : Path.Combine(dir, "shm"),
@@ -128,7 +127,7 @@ public sealed class PodSandboxManager
         try
         {
             await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
-            System.IO.Directory.CreateDirectory(dir);
+            Directory.CreateDirectory(dir);
 
             string hostname = pod.Hostname;
             PodFiles.WriteAll(dir, hostname, podConfig.DnsConfig);
@@ -136,7 +135,7 @@ public sealed class PodSandboxManager
 
             if (kinds != NamespaceKinds.None)
             {
-                System.IO.Directory.CreateDirectory(nsDir);
+                Directory.CreateDirectory(nsDir);
                 // A host-network pod keeps the node's UTS namespace, and with it the node's hostname.
                 await Namespaces.CreatePinnedAsync(nsDir, kinds, kinds.HasFlag(NamespaceKinds.Uts) ? hostname : null, cancellationToken).ConfigureAwait(false);
             }
@@ -174,7 +173,7 @@ public sealed class PodSandboxManager
     /// </summary>
     internal async Task StopLockedAsync(string podId, CancellationToken cancellationToken)
     {
-        var pod = store.Get(podId);
+        var pod = store.Find(podId);
         if (pod is null) return;
         if (pod.InfraId is not null) await StopInfraAsync(pod, cancellationToken).ConfigureAwait(false);
         if (pod.NetworkAttached)
@@ -198,7 +197,7 @@ public sealed class PodSandboxManager
     {
         var pod = Get(podId);
         using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        pod = store.Get(pod.Id) ?? throw new NotFoundException($"pod sandbox {podId} was removed meanwhile");
+        pod = store.Find(pod.Id) ?? throw new NotFoundException($"pod sandbox {podId} was removed meanwhile");
         if (pod.Phase != PodSandboxPhase.Ready)
             throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); its resources can no longer change");
         if (overhead is null && resources is null) return;
@@ -216,7 +215,7 @@ public sealed class PodSandboxManager
     /// </summary>
     internal async Task RemoveLockedAsync(string podId, CancellationToken cancellationToken)
     {
-        var pod = store.Get(podId);
+        var pod = store.Find(podId);
         if (pod is null) return;
         var problems = await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
         if (problems.Count > 0)
@@ -237,7 +236,7 @@ public sealed class PodSandboxManager
     /// </summary>
     public async Task RecoverAsync(CancellationToken cancellationToken)
     {
-        System.IO.Directory.CreateDirectory(podsDir);
+        Directory.CreateDirectory(podsDir);
         store.Load();
         foreach (var pod in store.All.ToList())
         {
@@ -255,10 +254,10 @@ public sealed class PodSandboxManager
             }
         }
         // Pod directories no record owns were left by a crash before the first record write.
-        foreach (var dir in System.IO.Directory.EnumerateDirectories(podsDir))
+        foreach (var dir in Directory.EnumerateDirectories(podsDir))
         {
             string id = Path.GetFileName(dir);
-            if (store.Get(id) is not null) continue;
+            if (store.Find(id) is not null) continue;
             logger.LogWarning("Removing leftover pod directory {Dir}", dir);
             foreach (var problem in ReleaseDirectory(dir)) logger.LogWarning("{Dir}: {Problem}", dir, problem);
         }
@@ -271,7 +270,7 @@ public sealed class PodSandboxManager
     /// </summary>
     private static bool LostToReboot(PodSandboxRecord pod) =>
         new[] { pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace }.OfType<string>().Any(pin => !Namespaces.IsPinned(pin))
-        || !File.Exists(Path.Combine(pod.Directory, PodFiles.HostnameFile));
+        || !File.Exists(Path.Combine(pod.PodStateDir, PodFiles.HostnameFile));
 
     /// <summary>
     /// Undoes a pod no one was told about (a failed or interrupted RunPodSandbox). What cannot be
@@ -298,13 +297,13 @@ public sealed class PodSandboxManager
     {
         var problems = new List<string>();
         if (pod.InfraId is not null)
-            await Try(problems, "stop the infra process", () => StopInfraAsync(pod, cancellationToken)).ConfigureAwait(false);
+            await RunRecordingProblemAsync(problems, "stop the infra process", () => StopInfraAsync(pod, cancellationToken)).ConfigureAwait(false);
         if (pod.NetworkAttached)
-            await Try(problems, "detach the network (CNI DEL)", () => cni.TearDownAsync(NetworkRequest(pod), cancellationToken)).ConfigureAwait(false);
+            await RunRecordingProblemAsync(problems, "detach the network (CNI DEL)", () => cni.TearDownAsync(NetworkRequest(pod), cancellationToken)).ConfigureAwait(false);
         if (pod.OwnsCgroup)
-            await Try(problems, $"remove the pod cgroup {pod.CgroupParent}",
+            await RunRecordingProblemAsync(problems, $"remove the pod cgroup {pod.CgroupParent}",
                 () => cgroups.KillAllAndRemoveAsync(pod.CgroupParent, CgroupKillTimeout, cancellationToken)).ConfigureAwait(false);
-        problems.AddRange(ReleaseDirectory(pod.Directory));
+        problems.AddRange(ReleaseDirectory(pod.PodStateDir));
         foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, problem);
         return problems;
     }
@@ -314,13 +313,13 @@ public sealed class PodSandboxManager
     {
         var problems = new List<string>();
         foreach (var kind in new[] { "net", "ipc", "uts" })
-            TryStep(problems, $"unpin the {kind} namespace", () => Namespaces.Unpin(Path.Combine(dir, "ns", kind)));
-        TryStep(problems, "unmount /dev/shm", () => PodFiles.UnmountShm(Path.Combine(dir, "shm")));
-        TryStep(problems, $"delete {dir}", () =>
+            RunRecordingProblem(problems, $"unpin the {kind} namespace", () => Namespaces.Unpin(Path.Combine(dir, "ns", kind)));
+        RunRecordingProblem(problems, "unmount /dev/shm", () => PodFiles.UnmountShm(Path.Combine(dir, "shm")));
+        RunRecordingProblem(problems, $"delete {dir}", () =>
         {
             // Never delete through a mount that is still there.
             if (Mounts.IsMountPoint(Path.Combine(dir, "shm"))) throw new IOException("its shm is still mounted");
-            if (System.IO.Directory.Exists(dir)) System.IO.Directory.Delete(dir, recursive: true);
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         });
         return problems;
     }
@@ -329,7 +328,7 @@ public sealed class PodSandboxManager
     {
         string bundle = pod.InfraBundle;
         string rootfs = Path.Combine(bundle, "rootfs");
-        System.IO.Directory.CreateDirectory(bundle);
+        Directory.CreateDirectory(bundle);
         RuntimeSpecBuilder.PrepareInfraRootfs(rootfs);
         var spec = RuntimeSpecBuilder.BuildInfra(rootfs, pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace,
             $"{pod.CgroupParent}/{pod.InfraId}", hostname);
@@ -389,11 +388,7 @@ public sealed class PodSandboxManager
             throw new InvalidArgumentException("config.linux.security_context.namespace_options.pid TARGET is for containers, not pods");
     }
 
-    public static long NowNanos() => (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100;
-
-    public static string NewId() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-
-    private static async Task Try(List<string> problems, string what, Func<Task> step)
+    private static async Task RunRecordingProblemAsync(List<string> problems, string what, Func<Task> step)
     {
         try
         {
@@ -405,7 +400,7 @@ public sealed class PodSandboxManager
         }
     }
 
-    private static void TryStep(List<string> problems, string what, Action step)
+    private static void RunRecordingProblem(List<string> problems, string what, Action step)
     {
         try
         {

@@ -39,7 +39,8 @@ public sealed record PodSandboxRecord : IRecord
     public required long CreatedAt { get; init; }
 
     /// <summary>Per-pod directory under the state dir: namespace pins, etc files, shm, infra bundle.</summary>
-    public required string Directory { get; init; }
+    [JsonPropertyName("Directory")] // the name records were first written with
+    public required string PodStateDir { get; init; }
 
     public string? NetworkNamespace { get; init; }
     public string? IpcNamespace { get; init; }
@@ -98,5 +99,5 @@ public sealed record PodSandboxRecord : IRecord
         config.Linux?.SecurityContext?.NamespaceOptions?.Pid ?? NamespaceMode.Pod;
 
     [JsonIgnore]
-    public string InfraBundle => Path.Combine(Directory, "infra");
+    public string InfraBundle => Path.Combine(PodStateDir, "infra");
 }

@@ -39,13 +39,14 @@ public sealed class RecordStore<T> where T : class, IRecord
 
     public IEnumerable<T> All => records.Values;
 
-    public T? Get(string id) => records.TryGetValue(id, out var record) ? record : null;
+    /// <summary>The record with exactly this id, or null. (Managers' Get throws NotFound; Find never throws.)</summary>
+    public T? Find(string id) => records.TryGetValue(id, out var record) ? record : null;
 
     /// <summary>
     /// The record whose id is <paramref name="idOrPrefix"/> or starts with it (as crictl accepts
     /// truncated ids). Null when none or when the prefix is ambiguous.
     /// </summary>
-    public T? Find(string idOrPrefix)
+    public T? FindByIdOrPrefix(string idOrPrefix)
     {
         if (string.IsNullOrEmpty(idOrPrefix)) return null;
         if (records.TryGetValue(idOrPrefix, out var exact)) return exact;

@@ -1,3 +1,4 @@
+using CriRuntime.State;
 using System.Collections.Concurrent;
 using CriRuntime.Containers;
 using CriRuntime.Native;
@@ -23,7 +24,7 @@ public sealed class StatsCollector(Cgroups cgroups, PodSandboxManager pods, Cont
     /// </summary>
     public ContainerStats ContainerStatsOf(ContainerRecord container)
     {
-        long now = PodSandboxManager.NowNanos();
+        long now = CriClock.NowNanos();
         var stats = new ContainerStats
         {
             Attributes = new ContainerAttributes { Id = container.Id, Metadata = container.Config.Metadata },
@@ -48,7 +49,7 @@ public sealed class StatsCollector(Cgroups cgroups, PodSandboxManager pods, Cont
     {
         if (pod.Phase != PodSandboxPhase.Ready)
             throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped), so it uses nothing; stats are reported for ready pods only");
-        long now = PodSandboxManager.NowNanos();
+        long now = CriClock.NowNanos();
         var stats = new PodSandboxStats
         {
             Attributes = new PodSandboxAttributes { Id = pod.Id, Metadata = pod.Config.Metadata },
@@ -125,12 +126,12 @@ public sealed class StatsCollector(Cgroups cgroups, PodSandboxManager pods, Cont
 
     private static FilesystemUsage WritableLayerOf(ContainerRecord container, long now)
     {
-        var used = DiskUsage.Measure(Path.Combine(container.Directory, "upper"));
+        var used = DiskUsage.Measure(Path.Combine(container.WritableLayerDir, "upper"));
         return new FilesystemUsage
         {
             Timestamp = now,
             // Where the writable layers live; the kubelet finds the filesystem's capacity from this path.
-            FsId = new FilesystemIdentifier { Mountpoint = Path.GetDirectoryName(container.Directory) ?? container.Directory },
+            FsId = new FilesystemIdentifier { Mountpoint = Path.GetDirectoryName(container.WritableLayerDir) ?? container.WritableLayerDir },
             UsedBytes = new UInt64Value { Value = used.Bytes },
             InodesUsed = new UInt64Value { Value = used.Inodes },
         };

@@ -28,7 +28,7 @@ public static class AtomicFile
         }
         catch
         {
-            TryDelete(temp);
+            DeleteIgnoringErrors(temp);
             throw;
         }
         Files.FsyncDirectory(dir);
@@ -53,7 +53,7 @@ public static class AtomicFile
         }
         catch
         {
-            TryDelete(temp);
+            DeleteIgnoringErrors(temp);
             throw;
         }
         Files.FsyncDirectory(dir);
@@ -68,7 +68,7 @@ public static class AtomicFile
         return (full, dir, temp);
     }
 
-    private static void TryDelete(string path)
+    private static void DeleteIgnoringErrors(string path)
     {
         try { File.Delete(path); }
         catch (IOException) { }

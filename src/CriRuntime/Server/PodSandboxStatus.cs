@@ -1,3 +1,4 @@
+using CriRuntime.State;
 using Grpc.Core;
 using Runtime.V1;
 
@@ -13,7 +14,7 @@ internal sealed partial class CriRuntimeService
         {
             Status = PodTranslation.StatusOf(pod),
             // The kubelet's evented PLEG takes a set timestamp to mean the container statuses come with it.
-            Timestamp = Pods.PodSandboxManager.NowNanos(),
+            Timestamp = CriClock.NowNanos(),
             ContainersStatuses = { ContainerStatusesOf(pod.Id) },
         };
         if (request.Verbose) response.Info["info"] = PodTranslation.VerboseInfo(pod);

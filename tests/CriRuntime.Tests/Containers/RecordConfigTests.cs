@@ -1,5 +1,8 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using CriRuntime.Containers;
 using CriRuntime.Pods;
+using CriRuntime.State;
 using Google.Protobuf;
 using Runtime.V1;
 using Xunit;
@@ -16,7 +19,7 @@ public sealed class RecordConfigTests
         var record = new ContainerRecord
         {
             Id = "c", PodSandboxId = "p", ConfigBytes = config.ToByteArray(), ImageId = "sha256:x", ImageRef = "", RuntimeHandler = "runc",
-            Phase = ContainerPhase.Running, CreatedAt = 1, Bundle = "/b", Directory = "/d", CgroupsPath = "/p/c",
+            Phase = ContainerPhase.Running, CreatedAt = 1, Bundle = "/b", WritableLayerDir = "/d", CgroupsPath = "/p/c",
         };
         Assert.Equal(2, record.Config.Linux.Resources.CpuShares); // parsed and cached
         config.Linux.Resources.CpuShares = 512;
@@ -32,10 +35,23 @@ public sealed class RecordConfigTests
         var config = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "pod" }, Linux = new LinuxPodSandboxConfig { Resources = new() { MemoryLimitInBytes = 1 } } };
         var record = new PodSandboxRecord
         {
-            Id = "p", ConfigBytes = config.ToByteArray(), RuntimeHandler = "runc", Phase = PodSandboxPhase.Ready, CreatedAt = 1, Directory = "/d", CgroupParent = "/p",
+            Id = "p", ConfigBytes = config.ToByteArray(), RuntimeHandler = "runc", Phase = PodSandboxPhase.Ready, CreatedAt = 1, PodStateDir = "/d", CgroupParent = "/p",
         };
         Assert.Equal(1, record.Config.Linux.Resources.MemoryLimitInBytes);
         config.Linux.Resources.MemoryLimitInBytes = 2;
         Assert.Equal(2, (record with { ConfigBytes = config.ToByteArray() }).Config.Linux.Resources.MemoryLimitInBytes);
+    }
+
+    [Fact]
+    public void Writable_layer_dir_keeps_the_json_name_records_were_first_written_with()
+    {
+        var record = new ContainerRecord
+        {
+            Id = "c", PodSandboxId = "p", ConfigBytes = [], ImageId = "sha256:x", ImageRef = "", RuntimeHandler = "runc",
+            Phase = ContainerPhase.Running, CreatedAt = 1, Bundle = "/b", WritableLayerDir = "/d", CgroupsPath = "/p/c",
+        };
+        var json = JsonNode.Parse(JsonSerializer.Serialize(record, StateJsonContext.Default.ContainerRecord))!.AsObject();
+        Assert.Equal("/d", (string?)json["Directory"]);
+        Assert.Equal("/d", JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.ContainerRecord)!.WritableLayerDir);
     }
 }

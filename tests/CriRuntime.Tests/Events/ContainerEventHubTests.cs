@@ -13,12 +13,12 @@ public sealed class ContainerEventHubTests
     private static ContainerRecord Container(ContainerPhase phase) => new()
     {
         Id = "c1", PodSandboxId = "p1", ConfigBytes = [], ImageId = "sha256:x", ImageRef = "", RuntimeHandler = "runc",
-        Phase = phase, CreatedAt = 1, Bundle = "/b", Directory = "/d", CgroupsPath = "/p1/c1",
+        Phase = phase, CreatedAt = 1, Bundle = "/b", WritableLayerDir = "/d", CgroupsPath = "/p1/c1",
     };
 
     private static PodSandboxRecord Pod(PodSandboxPhase phase) => new()
     {
-        Id = "p1", ConfigBytes = [], RuntimeHandler = "runc", Phase = phase, CreatedAt = 1, Directory = "/d", CgroupParent = "/p1",
+        Id = "p1", ConfigBytes = [], RuntimeHandler = "runc", Phase = phase, CreatedAt = 1, PodStateDir = "/d", CgroupParent = "/p1",
     };
 
     [Fact]

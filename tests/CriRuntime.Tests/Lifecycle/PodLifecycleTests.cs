@@ -115,7 +115,7 @@ public sealed class PodLifecycleTests
         var container = await world.Containers.CreateAsync(pod.Id, world.ContainerConfig("c"), CancellationToken.None);
         // A reboot takes the pod's files under the state dir: after recovery the pod is NotReady, while the
         // runtime (here) still knows the created container.
-        File.Delete(Path.Combine(pod.Directory, PodFiles.HostnameFile));
+        File.Delete(Path.Combine(pod.PodStateDir, PodFiles.HostnameFile));
         await world.RestartAsync();
         Assert.Equal(PodSandboxPhase.NotReady, world.Pods.Get(pod.Id).Phase);
         Assert.Equal(ContainerPhase.Created, world.Containers.Get(container.Id).Phase);

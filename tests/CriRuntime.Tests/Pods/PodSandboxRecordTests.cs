@@ -23,7 +23,7 @@ public sealed class PodSandboxRecordTests
         RuntimeHandler = "runc",
         Phase = PodSandboxPhase.Ready,
         CreatedAt = 1,
-        Directory = "/run/x",
+        PodStateDir = "/run/x",
         CgroupParent = "/kubepods/pod",
         ChosenHostname = chosen,
     };
@@ -49,5 +49,13 @@ public sealed class PodSandboxRecordTests
         Assert.Null(legacy.ChosenHostname);
         Assert.Equal("pod", legacy.Hostname);
         Assert.Equal("web", Record(Config("pod", "web"), null).Hostname);
+    }
+
+    [Fact]
+    public void Pod_state_dir_keeps_the_json_name_records_were_first_written_with()
+    {
+        var json = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), StateJsonContext.Default.PodSandboxRecord))!.AsObject();
+        Assert.Equal("/run/x", (string?)json["Directory"]);
+        Assert.Equal("/run/x", JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!.PodStateDir);
     }
 }

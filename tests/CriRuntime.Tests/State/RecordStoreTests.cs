@@ -30,7 +30,7 @@ public sealed class RecordStoreTests : IDisposable
         var reloaded = NewStore();
         reloaded.Load();
         Assert.Equal(new TestRecord("aaaa1111", 3), Assert.Single(reloaded.All));
-        Assert.Null(reloaded.Get("bbbb2222"));
+        Assert.Null(reloaded.Find("bbbb2222"));
     }
 
     [Fact]
@@ -39,11 +39,11 @@ public sealed class RecordStoreTests : IDisposable
         var store = NewStore();
         await store.PutAsync(new TestRecord("abc123", 1), CancellationToken.None);
         await store.PutAsync(new TestRecord("abd456", 2), CancellationToken.None);
-        Assert.Equal(1, store.Find("abc")!.Value);
-        Assert.Null(store.Find("ab"));
-        Assert.Null(store.Find("zzz"));
-        Assert.Null(store.Find(""));
-        Assert.Equal(2, store.Find("abd456")!.Value);
+        Assert.Equal(1, store.FindByIdOrPrefix("abc")!.Value);
+        Assert.Null(store.FindByIdOrPrefix("ab"));
+        Assert.Null(store.FindByIdOrPrefix("zzz"));
+        Assert.Null(store.FindByIdOrPrefix(""));
+        Assert.Equal(2, store.FindByIdOrPrefix("abd456")!.Value);
     }
 
     [Fact]
