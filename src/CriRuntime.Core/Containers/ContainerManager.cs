@@ -113,6 +113,7 @@ public sealed class ContainerManager : IImagesInUse
             ConfigBytes = containerConfig.ToByteArray(),
             ImageId = image.Id.ToString(),
             ImageRef = image.RepoDigests.FirstOrDefault() ?? image.Id.ToString(),
+            LayerChainIds = [.. image.ChainIds.Select(c => c.ToString())],
             // kubelet passes the image id; crictl ps and pod statuses read better with the tag, as containerd shows it.
             ImageName = image.RepoTags.FirstOrDefault() ?? containerConfig.Image.Image,
             RuntimeHandler = runtime.HandlerName,
@@ -380,71 +381,110 @@ public sealed class ContainerManager : IImagesInUse
         exits.GetOrAdd(containerId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    /// <summary>
-    /// Loads containers at start-up: undoes half-made ones, and brings every other one up to date
-    /// with what happened while the daemon was down (exit files, the runtime's state).
-    /// </summary>
-    public async Task RecoverAsync(CancellationToken cancellationToken)
+    // ---- what start-up recovery (Recovery/ContainerRecovery) needs; nothing else calls these.
+
+    /// <summary>Persistent per-container directories (overlay upper and work) live here, one per id.</summary>
+    internal string WritableLayersDir => containersDir;
+
+    /// <summary>OCI bundles live here, one per id.</summary>
+    internal string BundlesDir => bundlesDir;
+
+    /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
+    internal StoreLoadReport LoadRecords()
     {
         Directory.CreateDirectory(ExitDir);
-        store.Load();
-        foreach (var container in store.All.ToList())
-        {
-            // One container the daemon cannot make sense of (a handler removed from the config, a runtime that
-            // fails) must not keep the node from serving the rest: it is logged and left as recorded.
-            try
-            {
-                await RecoverOneAsync(container, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                logger.LogError(e, "Recovering container {Id} failed; it stays as recorded ({Phase})", container.Id, container.Phase);
-            }
-        }
-        // Bundles and directories no record owns belong to a record that was set aside as unreadable.
-        foreach (var dir in EnumerateDirectories(bundlesDir).Concat(EnumerateDirectories(containersDir).Where(d => Path.GetFileName(d) != "records")))
-        {
-            if (store.Find(Path.GetFileName(dir)) is not null) continue;
-            logger.LogWarning("Removing leftover container directory {Dir}", dir);
-            Mounts.TryUnmount(Path.Combine(dir, "rootfs"), UnmountFlags.Detach);
-            if (!Mounts.IsMountPoint(Path.Combine(dir, "rootfs"))) Directory.Delete(dir, recursive: true);
-        }
-        logger.LogInformation("Recovered {Count} containers", store.Count);
+        return store.Load();
     }
 
-    private async Task RecoverOneAsync(ContainerRecord container, CancellationToken cancellationToken)
+    internal IReadOnlyList<ContainerRecord> AllRecords() => store.All.ToList();
+
+    internal ContainerRecord? FindRecord(string id) => store.Find(id);
+
+    internal string RecordPath(string id) => store.PathOf(id);
+
+    /// <summary>True when a record with this id exists on disk but is not loaded (newer version, held back, quarantined).</summary>
+    internal bool IsNotLoaded(string id) => store.IsNotLoaded(id, out _);
+
+    internal void ReserveName(ContainerRecord container) => reservedNames[container.ReservationKey] = container.Id;
+
+    internal Task PutRecordAsync(ContainerRecord container, CancellationToken cancellationToken) => store.PutAsync(container, cancellationToken);
+
+    /// <summary>Forgets a record without touching its file or directories (its pod is held back); sweeps spare it.</summary>
+    internal void HoldBack(string id, string why) => store.Unload(id, why);
+
+    /// <summary>Moves the record into quarantine and frees its name; the container's directories are left as they are.</summary>
+    internal QuarantinedItem? QuarantineRecord(ContainerRecord container, string reason)
     {
-        if (container.Phase == ContainerPhase.Creating || pods.Find(container.PodSandboxId) is null)
+        var item = store.MoveToQuarantine(container.Id, reason);
+        reservedNames.TryRemove(new KeyValuePair<string, string>(container.ReservationKey, container.Id));
+        return item;
+    }
+
+    /// <summary>Records an exit that conmon wrote while the daemon was down.</summary>
+    internal Task RecordExitFromFileAsync(string id, CancellationToken cancellationToken) => MarkExitedAsync(id, fallbackExitCode: null, cancellationToken);
+
+    /// <summary>Undoes every part of a container that exists and deletes its record; returns what could not be undone (the record then stays).</summary>
+    internal async Task<List<string>> TryDiscardAsync(ContainerRecord container, CancellationToken cancellationToken)
+    {
+        var problems = await ReleaseAsync(container, cancellationToken).ConfigureAwait(false);
+        if (problems.Count == 0) store.Delete(container.Id);
+        return problems;
+    }
+
+    /// <summary>
+    /// Layers that containers' root file systems are made of, as chain ids, for garbage collection; null when that
+    /// cannot be known for some container (then no layer may be collected). Taken from each record (written at create
+    /// time), else from its image, and in any case from every overlay mounted under the bundles dir, so a container
+    /// whose record is quarantined or unreadable still protects the layers its mounted rootfs uses.
+    /// </summary>
+    public IReadOnlySet<Digest>? LayersInUse()
+    {
+        var used = new HashSet<Digest>();
+        bool unknown = false;
+        foreach (var container in store.All)
         {
-            logger.LogWarning("Container {Id} was being created when the daemon stopped (or lost its pod); removing what was made", container.Id);
-            await DiscardAsync(container, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        reservedNames[container.ReservationKey] = container.Id;
-        if (container.Phase == ContainerPhase.Exited) return;
-        if (File.Exists(Path.Combine(ExitDir, container.Id)))
-        {
-            await MarkExitedAsync(container.Id, fallbackExitCode: null, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        var state = await runtimes.Resolve(container.RuntimeHandler).StateAsync(container.Id, cancellationToken).ConfigureAwait(false);
-        if (state is null || state.Status == "stopped")
-        {
-            // Gone without an exit file: the node rebooted, or conmon was killed.
-            await store.PutAsync(container with
+            if (container.LayerChainIds is { } recorded)
             {
-                Phase = ContainerPhase.Exited,
-                ExitCode = 255,
-                FinishedAt = CriClock.NowNanos(),
-                Reason = "Unknown",
-                Message = state is null ? "the container disappeared while the daemon was down (node reboot?)" : "the container stopped while the daemon was down and its exit code was lost",
-            }, cancellationToken).ConfigureAwait(false);
+                foreach (var text in recorded)
+                {
+                    if (Digest.TryParse(text, out var chainId)) used.Add(chainId);
+                    else unknown = true;
+                }
+            }
+            else if (Digest.TryParse(container.ImageId, out var imageId) && images.List().FirstOrDefault(i => i.Id == imageId) is { } image)
+            {
+                used.UnionWith(image.ChainIds);
+            }
+            else if (!Mounts.IsMountPoint(container.Rootfs))
+            {
+                // An older record whose image is gone and whose rootfs is not mounted (a reboot): its layers are
+                // unknown, and collecting none is the only safe answer until it is removed.
+                logger.LogWarning("Container {Id}: its layers are unknown (older record, image {Image} gone, rootfs not mounted); no layer is collected while it exists",
+                    container.Id, container.ImageId);
+                unknown = true;
+            }
         }
-        else if (state.Status == "running" && container.Phase == ContainerPhase.Created)
+        foreach (var (id, why) in store.NotLoaded)
         {
-            // Started just before a crash, before the record said so.
-            await store.PutAsync(container with { Phase = ContainerPhase.Running, StartedAt = CriClock.NowNanos() }, cancellationToken).ConfigureAwait(false);
+            if (why.StartsWith("quarantined", StringComparison.Ordinal)) continue; // unreadable: the mount scan below covers it
+            // A newer daemon's record (or one held back with it): what it uses cannot be judged here.
+            logger.LogInformation("Container record {Id} is not loaded ({Why}); no layer is collected", id, why);
+            unknown = true;
         }
+        string bundlesPrefix = bundlesDir.TrimEnd('/') + "/";
+        foreach (var mount in Mounts.ReadMountInfo())
+        {
+            if (mount.FsType != "overlay" || !mount.MountPoint.StartsWith(bundlesPrefix, StringComparison.Ordinal)) continue;
+            foreach (var option in mount.SuperOptions.Split(','))
+            {
+                if (!option.StartsWith("lowerdir=", StringComparison.Ordinal)) continue;
+                foreach (var lower in option["lowerdir=".Length..].Split(':'))
+                {
+                    if (layers.ChainIdOfLowerDir(lower) is { } chainId) used.Add(chainId);
+                }
+            }
+        }
+        return unknown ? null : used;
     }
 
     /// <summary>
@@ -465,7 +505,7 @@ public sealed class ContainerManager : IImagesInUse
     }
 
     /// <summary>Undoes every part of a container that exists; returns what could not be undone.</summary>
-    private async Task<List<string>> ReleaseAsync(ContainerRecord container, CancellationToken cancellationToken)
+    internal async Task<List<string>> ReleaseAsync(ContainerRecord container, CancellationToken cancellationToken)
     {
         var problems = new List<string>();
         var runtime = runtimes.Resolve(container.RuntimeHandler);
@@ -569,6 +609,4 @@ public sealed class ContainerManager : IImagesInUse
         _ => "UNKNOWN",
     };
 
-    private static IEnumerable<string> EnumerateDirectories(string dir) =>
-        Directory.Exists(dir) ? Directory.EnumerateDirectories(dir).ToList() : [];
 }

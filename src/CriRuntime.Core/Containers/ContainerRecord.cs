@@ -20,6 +20,18 @@ public sealed record ContainerRecord : IRecord
     private byte[] configBytes = [];
 
     public required string Id { get; init; }
+
+    /// <summary>The record's schema version (<see cref="Storage.RecordSchema"/>); records from before versions are 1.</summary>
+    public int SchemaVersion { get; init; } = Storage.RecordSchema.Current;
+
+    /// <summary>Start-ups that tried and failed to clean up this container while it was kept in the Creating phase.</summary>
+    public int CleanupAttempts { get; init; }
+
+    /// <summary>
+    /// Chain ids of the image layers under the rootfs, bottom first, recorded at create time so that image and layer
+    /// garbage collection can spare them even when the image record is gone. Null in records written before this existed.
+    /// </summary>
+    public IReadOnlyList<string>? LayerChainIds { get; init; }
     public required string PodSandboxId { get; init; }
 
     /// <summary>The ContainerConfig as received, protobuf-encoded.</summary>

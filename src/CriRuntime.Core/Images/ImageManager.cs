@@ -49,26 +49,41 @@ public sealed class ImageManager
 
     public string LayerDirectory => layers.Root;
 
-    /// <summary>Loads state at start-up and frees whatever a crash left unreferenced.</summary>
-    public async Task InitializeAsync(CancellationToken cancellationToken)
+    // ---- start-up steps, run by Recovery/ in the order StartupRecovery states.
+
+    /// <summary>
+    /// Loads the blob, layer and image stores (no collection: containers are not loaded yet). Returns what the stores
+    /// quarantined or left alone as written by a newer daemon.
+    /// </summary>
+    public async Task<StoreLoadReport> LoadStoresAsync(CancellationToken cancellationToken)
     {
         blobs.CleanupIngest();
-        await layers.LoadAsync(cancellationToken).ConfigureAwait(false);
-        await images.LoadAsync(cancellationToken).ConfigureAwait(false);
+        var report = await layers.LoadAsync(cancellationToken).ConfigureAwait(false);
+        var index = await images.LoadAsync(cancellationToken).ConfigureAwait(false);
+        report.Quarantined.AddRange(index.Quarantined);
+        report.Newer.AddRange(index.Newer);
+        return report;
+    }
 
-        // An image whose layers vanished cannot run; drop it so kubelet pulls it again.
+    /// <summary>Forgets images whose layers are not on disk (so the kubelet pulls them again); their data is not touched.</summary>
+    public async Task ForgetImagesMissingLayersAsync(CancellationToken cancellationToken)
+    {
+        if (images.ReadOnlyReason is not null) return;
         foreach (var broken in images.List().Where(i => i.ChainIds.Any(c => !layers.TryGet(c, out _))).ToList())
         {
             logger.LogWarning("Image {Id} ({Tags}) misses layers on disk; forgetting it so that it is pulled again",
                 broken.Id, string.Join(", ", broken.RepoTags));
             await images.RemoveAsync(broken.Id, _ => Task.CompletedTask, cancellationToken).ConfigureAwait(false);
         }
-        await images.UnderWriteLockAsync(async remaining =>
+    }
+
+    /// <summary>Frees layers and blobs that no image, container or pull uses: whatever a crash left unreferenced.</summary>
+    public Task CollectGarbageAsync(CancellationToken cancellationToken) =>
+        images.UnderWriteLockAsync(async remaining =>
         {
             await CollectGarbageAsync(remaining, cancellationToken).ConfigureAwait(false);
             return true;
-        }, cancellationToken).ConfigureAwait(false);
-    }
+        }, cancellationToken);
 
     public IReadOnlyList<ImageRecord> List() => images.List();
 
@@ -256,12 +271,28 @@ public sealed class ImageManager
 
     private async Task CollectGarbageAsync(IReadOnlyList<ImageRecord> remaining, CancellationToken cancellationToken)
     {
-        var usedLayers = remaining.SelectMany(i => i.ChainIds).ToHashSet();
-        foreach (var layer in layers.List())
+        if (images.ReadOnlyReason is not null)
         {
-            if (usedLayers.Contains(layer.ChainId) || leases.ContainsKey(layer.ChainId)) continue;
-            await layers.RemoveAsync(layer.ChainId, cancellationToken).ConfigureAwait(false);
-            logger.LogDebug("Removed unused layer {ChainId}", layer.ChainId);
+            // The index is a newer daemon's and not loaded: nothing here can tell what is unused.
+            logger.LogWarning("Not collecting layers or blobs: {Reason}", images.ReadOnlyReason);
+            return;
+        }
+        // Containers protect their rootfs layers whether or not their image is still recorded.
+        var containerLayers = inUse.LayersInUse();
+        if (containerLayers is null)
+        {
+            logger.LogWarning("Not collecting layers: what some container's rootfs is made of is unknown (see the log above)");
+        }
+        else
+        {
+            var usedLayers = remaining.SelectMany(i => i.ChainIds).ToHashSet();
+            usedLayers.UnionWith(containerLayers);
+            foreach (var layer in layers.List())
+            {
+                if (usedLayers.Contains(layer.ChainId) || leases.ContainsKey(layer.ChainId)) continue;
+                await layers.RemoveAsync(layer.ChainId, cancellationToken).ConfigureAwait(false);
+                logger.LogDebug("Removed unused layer {ChainId}", layer.ChainId);
+            }
         }
         var usedBlobs = remaining.SelectMany(i => i.Blobs).ToHashSet();
         foreach (var blob in blobs.List().ToList())

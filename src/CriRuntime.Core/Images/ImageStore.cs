@@ -26,18 +26,47 @@ public sealed class ImageStore
 
     public IReadOnlyList<ImageRecord> List() => snapshot.Images;
 
-    public async Task LoadAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Set when the index on disk was written by a newer daemon: it is not loaded and must not be overwritten, so
+    /// every change is refused with this message. Garbage collection must not run either (what is used is unknown).
+    /// </summary>
+    public string? ReadOnlyReason { get; private set; }
+
+    /// <summary>
+    /// Reads the index. An unreadable or unparsable one is moved into quarantine/ (never deleted) and the store
+    /// starts empty, so images are pulled again; one with a newer schema version is left untouched and the store is
+    /// read-only (<see cref="ReadOnlyReason"/>).
+    /// </summary>
+    public async Task<StoreLoadReport> LoadAsync(CancellationToken cancellationToken)
     {
-        if (!File.Exists(path))
+        var report = new StoreLoadReport();
+        snapshot = Snapshot.Empty;
+        if (!File.Exists(path)) return report;
+        try
         {
-            snapshot = Snapshot.Empty;
-            return;
+            byte[] bytes = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+            int version = RecordSchema.ReadVersion(bytes, "version");
+            if (version > RecordSchema.Current)
+            {
+                ReadOnlyReason = $"the image index {path} has schema version {version}, newer than the {RecordSchema.Current} this daemon knows (a newer criruntime wrote it); it is left untouched, so images cannot be pulled or removed until that criruntime runs again or the file is moved away";
+                logger.LogWarning("{Reason}", ReadOnlyReason);
+                report.Newer.Add(new NewerRecord(path, version, RecordSchema.Current));
+                return report;
+            }
+            var database = JsonSerializer.Deserialize(bytes, ImageJsonContext.Default.ImageDatabase)
+                ?? throw new JsonException("the file holds null");
+            if (database.Images is null || database.Images.Any(i => i is null)) throw new JsonException("the images list is missing or holds null");
+            snapshot = new Snapshot(database.Images);
+            logger.LogInformation("Loaded {Count} images from {Path}", database.Images.Count, path);
         }
-        await using var stream = File.OpenRead(path);
-        var database = await JsonSerializer.DeserializeAsync(stream, ImageJsonContext.Default.ImageDatabase, cancellationToken).ConfigureAwait(false)
-            ?? throw new InvalidDataException($"{path} is empty");
-        snapshot = new Snapshot(database.Images);
-        logger.LogInformation("Loaded {Count} images from {Path}", database.Images.Count, path);
+        catch (Exception e) when (e is JsonException or IOException or FormatException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
+        {
+            var item = Quarantine.MoveAside(path, $"unreadable image index: {e.Message}", DateTimeOffset.UtcNow);
+            logger.LogError("Cannot read the image index {Path}: {Error}; moved it to {Aside}; the node has no images until they are pulled again",
+                path, e.Message, item.MovedTo);
+            report.Quarantined.Add(item);
+        }
+        return report;
     }
 
     /// <summary>
@@ -140,7 +169,8 @@ public sealed class ImageStore
 
     private async Task CommitAsync(List<ImageRecord> images, CancellationToken cancellationToken)
     {
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(new ImageDatabase(1, images), ImageJsonContext.Default.ImageDatabase);
+        if (ReadOnlyReason is { } reason) throw new FailedPreconditionException(reason);
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(new ImageDatabase(RecordSchema.Current, images), ImageJsonContext.Default.ImageDatabase);
         await AtomicFile.WriteAllBytesAsync(path, bytes, cancellationToken).ConfigureAwait(false);
         snapshot = new Snapshot(images);
     }

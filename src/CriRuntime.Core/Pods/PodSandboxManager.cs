@@ -5,6 +5,7 @@ using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
 using CriRuntime.State;
+using CriRuntime.Storage;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Runtime.V1;
@@ -230,45 +231,53 @@ public sealed class PodSandboxManager
         logger.LogInformation("Pod sandbox {Id} removed", pod.Id);
     }
 
-    /// <summary>
-    /// Loads pods at start-up: rolls back those a crash caught half made, marks NotReady those whose
-    /// namespaces are gone (a reboot), and reserves the names of the rest.
-    /// </summary>
-    public async Task RecoverAsync(CancellationToken cancellationToken)
+    // ---- what start-up recovery (Recovery/PodRecovery) needs; nothing else calls these.
+
+    /// <summary>Per-pod directories under the state dir live here, one per id.</summary>
+    internal string PodStateDirs => podsDir;
+
+    /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
+    internal StoreLoadReport LoadRecords()
     {
         Directory.CreateDirectory(podsDir);
-        store.Load();
-        foreach (var pod in store.All.ToList())
-        {
-            if (pod.Phase == PodSandboxPhase.Creating)
-            {
-                logger.LogWarning("Pod sandbox {Id} was being created when the daemon stopped; removing what was made", pod.Id);
-                await DiscardAsync(pod, cancellationToken).ConfigureAwait(false);
-                continue;
-            }
-            reservedNames[pod.ReservationKey] = pod.Id;
-            if (pod.Phase == PodSandboxPhase.Ready && LostToReboot(pod))
-            {
-                logger.LogWarning("Pod sandbox {Id} lost its namespaces or files under the state dir (the node rebooted?); it is NotReady now", pod.Id);
-                await store.PutAsync(pod with { Phase = PodSandboxPhase.NotReady }, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        // Pod directories no record owns were left by a crash before the first record write.
-        foreach (var dir in Directory.EnumerateDirectories(podsDir))
-        {
-            string id = Path.GetFileName(dir);
-            if (store.Find(id) is not null) continue;
-            logger.LogWarning("Removing leftover pod directory {Dir}", dir);
-            foreach (var problem in ReleaseDirectory(dir)) logger.LogWarning("{Dir}: {Problem}", dir, problem);
-        }
-        logger.LogInformation("Recovered {Count} pod sandboxes", store.Count);
+        return store.Load();
     }
+
+    internal IReadOnlyList<PodSandboxRecord> AllRecords() => store.All.ToList();
+
+    internal PodSandboxRecord? FindRecord(string id) => store.Find(id);
+
+    /// <summary>True when a record with this id exists on disk but is not loaded (newer version or quarantined); why, in <paramref name="why"/>.</summary>
+    internal bool IsNotLoaded(string id, out string why) => store.IsNotLoaded(id, out why);
+
+    internal void ReserveName(PodSandboxRecord pod) => reservedNames[pod.ReservationKey] = pod.Id;
+
+    internal Task PutRecordAsync(PodSandboxRecord pod, CancellationToken cancellationToken) => store.PutAsync(pod, cancellationToken);
+
+    /// <summary>Moves the record into quarantine and frees its name; what the pod holds is left as it is.</summary>
+    internal QuarantinedItem? QuarantineRecord(PodSandboxRecord pod, string reason)
+    {
+        var item = store.MoveToQuarantine(pod.Id, reason);
+        reservedNames.TryRemove(new KeyValuePair<string, string>(pod.ReservationKey, pod.Id));
+        return item;
+    }
+
+    /// <summary>Undoes every part of a pod that exists and deletes its record; returns what could not be undone (the record then stays).</summary>
+    internal async Task<List<string>> TryDiscardAsync(PodSandboxRecord pod, CancellationToken cancellationToken)
+    {
+        var problems = await ReleaseAsync(pod, cancellationToken).ConfigureAwait(false);
+        if (problems.Count == 0) store.Delete(pod.Id);
+        return problems;
+    }
+
+    /// <summary>Unpins, unmounts and deletes a pod directory no record owns; returns what failed.</summary>
+    internal static List<string> ReleaseLeftoverDirectory(string dir) => ReleaseDirectory(dir);
 
     /// <summary>
     /// True when what the pod keeps under the volatile state dir is gone: its namespace pins or, for a pod with
     /// none of its own (host network and IPC), its etc files. Either way its containers could not start again.
     /// </summary>
-    private static bool LostToReboot(PodSandboxRecord pod) =>
+    internal static bool LostToReboot(PodSandboxRecord pod) =>
         new[] { pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace }.OfType<string>().Any(pin => !Namespaces.IsPinned(pin))
         || !File.Exists(Path.Combine(pod.PodStateDir, PodFiles.HostnameFile));
 

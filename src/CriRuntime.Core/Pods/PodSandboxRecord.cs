@@ -24,6 +24,12 @@ public sealed record PodSandboxRecord : IRecord
 
     public required string Id { get; init; }
 
+    /// <summary>The record's schema version (<see cref="Storage.RecordSchema"/>); records from before versions are 1.</summary>
+    public int SchemaVersion { get; init; } = Storage.RecordSchema.Current;
+
+    /// <summary>Start-ups that tried and failed to clean up this pod while it was kept in the Creating phase.</summary>
+    public int CleanupAttempts { get; init; }
+
     /// <summary>The PodSandboxConfig as received, protobuf-encoded.</summary>
     public required byte[] ConfigBytes
     {

@@ -23,6 +23,12 @@ public sealed class RecordStore<T> where T : class, IRecord
     private readonly JsonTypeInfo<T> typeInfo;
     private readonly ILogger logger;
     private readonly ConcurrentDictionary<string, T> records = new(StringComparer.Ordinal);
+    // Ids whose record file exists (or existed) but is not loaded: written by a newer daemon, held back with
+    // such a record, or quarantined. Their directories belong to someone, so leftover sweeps must spare them.
+    private readonly ConcurrentDictionary<string, string> notLoaded = new(StringComparer.Ordinal);
+
+    /// <summary>The JSON property that carries a record's schema version (see <see cref="RecordSchema"/>).</summary>
+    public const string VersionProperty = "schema_version";
 
     public RecordStore(string dir, JsonTypeInfo<T> typeInfo, ILogger logger)
     {
@@ -31,6 +37,12 @@ public sealed class RecordStore<T> where T : class, IRecord
         this.logger = logger;
         Directory.CreateDirectory(dir);
     }
+
+    /// <summary>True when a record with this id exists on disk (or in quarantine) but was not loaded; why, in <paramref name="why"/>.</summary>
+    public bool IsNotLoaded(string id, out string why) => notLoaded.TryGetValue(id, out why!);
+
+    /// <summary>Ids of records that exist on disk but were not loaded, with the reason.</summary>
+    public IReadOnlyDictionary<string, string> NotLoaded => notLoaded;
 
     public int Count => records.Count;
 
@@ -82,25 +94,74 @@ public sealed class RecordStore<T> where T : class, IRecord
         }
     }
 
-    /// <summary>Reads every record file; an unreadable one is logged and set aside, not fatal.</summary>
-    public void Load()
+    /// <summary>
+    /// Reads every record file. An unreadable one is moved into quarantine/ (never deleted); one written by a
+    /// newer daemon (schema version above <see cref="RecordSchema.Current"/>) is left untouched and not loaded.
+    /// Neither is fatal; both are returned for the log and Status.
+    /// </summary>
+    public StoreLoadReport Load()
     {
-        foreach (var file in Directory.EnumerateFiles(dir, "*.json"))
+        var report = new StoreLoadReport();
+        // Records set aside at an earlier start-up still own their directories: sweeps must spare those too.
+        string quarantineDir = Path.Combine(dir, Quarantine.DirectoryName);
+        if (Directory.Exists(quarantineDir))
         {
-            try
+            foreach (var file in Directory.EnumerateFiles(quarantineDir))
             {
-                var record = JsonSerializer.Deserialize(File.ReadAllBytes(file), typeInfo)
-                    ?? throw new JsonException("empty record");
-                records[record.Id] = record;
-            }
-            catch (Exception e) when (e is JsonException or IOException or NotSupportedException)
-            {
-                string aside = file + ".corrupt";
-                logger.LogError("Cannot read {File}: {Error}; moved it to {Aside}", file, e.Message, aside);
-                File.Move(file, aside, overwrite: true);
+                string name = Path.GetFileName(file);
+                int end = name.IndexOf(".json.", StringComparison.Ordinal);
+                if (end > 0) notLoaded.TryAdd(name[..end], $"quarantined earlier as {file}");
             }
         }
+        foreach (var file in Directory.EnumerateFiles(dir, "*.json").Order(StringComparer.Ordinal))
+        {
+            string id = Path.GetFileNameWithoutExtension(file);
+            try
+            {
+                byte[] bytes = File.ReadAllBytes(file);
+                int version = RecordSchema.ReadVersion(bytes, VersionProperty);
+                if (version > RecordSchema.Current)
+                {
+                    logger.LogWarning("{File} has schema version {Version}, newer than the {Supported} this daemon knows: left untouched and not loaded (a newer criruntime wrote it)",
+                        file, version, RecordSchema.Current);
+                    notLoaded[id] = $"schema version {version} is newer than {RecordSchema.Current}";
+                    report.Newer.Add(new NewerRecord(file, version, RecordSchema.Current));
+                    continue;
+                }
+                var record = JsonSerializer.Deserialize(bytes, typeInfo) ?? throw new JsonException("empty record");
+                if (record.Id != id) throw new JsonException($"its id '{record.Id}' is not its file name");
+                records[record.Id] = record;
+            }
+            catch (Exception e) when (e is JsonException or IOException or NotSupportedException or InvalidOperationException or UnauthorizedAccessException
+                                      or Google.Protobuf.InvalidProtocolBufferException)
+            {
+                var item = Quarantine.MoveAside(file, $"unreadable record: {e.Message}", DateTimeOffset.UtcNow);
+                logger.LogError("Cannot read {File}: {Error}; moved it to {Aside}", file, e.Message, item.MovedTo);
+                notLoaded[id] = $"quarantined: {e.Message}";
+                report.Quarantined.Add(item);
+            }
+        }
+        return report;
     }
 
-    private string PathOf(string id) => Path.Combine(dir, id + ".json");
+    /// <summary>Drops a loaded record from memory without touching its file (it is held back with another); sweeps spare it.</summary>
+    public void Unload(string id, string why)
+    {
+        records.TryRemove(id, out _);
+        notLoaded[id] = why;
+    }
+
+    /// <summary>Moves a record's file into quarantine/ and drops it from memory; returns what was set aside.</summary>
+    public QuarantinedItem? MoveToQuarantine(string id, string reason)
+    {
+        records.TryRemove(id, out _);
+        string file = PathOf(id);
+        if (!File.Exists(file)) return null;
+        var item = Quarantine.MoveAside(file, reason, DateTimeOffset.UtcNow);
+        notLoaded[id] = $"quarantined: {reason}";
+        return item;
+    }
+
+    /// <summary>The file a record with this id is (or would be) kept in.</summary>
+    public string PathOf(string id) => Path.Combine(dir, id + ".json");
 }

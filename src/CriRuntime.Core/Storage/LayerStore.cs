@@ -52,12 +52,14 @@ public sealed class LayerStore
     public string Root => dir;
 
     /// <summary>
-    /// Reads committed layers into memory and removes leftovers: everything in tmp/, layer
-    /// directories without valid metadata, and links that point nowhere. Call once at start-up,
-    /// before anything else uses the store.
+    /// Reads committed layers into memory and removes leftovers: everything in tmp/ (work in progress) and links
+    /// that point nowhere. A layer directory whose metadata is missing or unreadable is moved into quarantine/, never
+    /// deleted: a running container may still have it as a lower dir. One whose metadata a newer daemon wrote is
+    /// left where it is, with its link, and not loaded. Call once at start-up, before anything else uses the store.
     /// </summary>
-    public Task LoadAsync(CancellationToken ct) => Task.Run(() =>
+    public Task<StoreLoadReport> LoadAsync(CancellationToken ct) => Task.Run(() =>
     {
+        var report = new StoreLoadReport();
         foreach (var leftover in Directory.EnumerateFileSystemEntries(tmpDir))
         {
             ct.ThrowIfCancellationRequested();
@@ -66,31 +68,44 @@ public sealed class LayerStore
         }
 
         var loaded = new Dictionary<Digest, Entry>();
-        foreach (var path in Directory.EnumerateDirectories(dir))
+        var newer = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var path in Directory.EnumerateDirectories(dir).Order(StringComparer.Ordinal).ToList())
         {
             ct.ThrowIfCancellationRequested();
             string name = Path.GetFileName(path);
-            if (name is "l" or "tmp") continue;
-            var entry = TryReadEntry(path, name);
+            if (name is "l" or "tmp" or Quarantine.DirectoryName) continue;
+            var (entry, version, problem) = ReadEntry(path, name);
+            if (version > RecordSchema.Current)
+            {
+                logger.LogWarning("{File} has schema version {Version}, newer than the {Supported} this daemon knows: layer left untouched and not loaded",
+                    Path.Combine(path, MetadataFile), version, RecordSchema.Current);
+                report.Newer.Add(new NewerRecord(Path.Combine(path, MetadataFile), version, RecordSchema.Current));
+                newer.Add(name);
+                continue;
+            }
             if (entry is null)
             {
-                logger.LogWarning("removing layer directory {Path}: its metadata is missing or invalid", path);
-                Files.RemoveTree(path);
+                var item = Quarantine.MoveAside(path, $"layer metadata {MetadataFile} is {problem}", DateTimeOffset.UtcNow);
+                logger.LogError("Layer directory {Path}: its metadata is {Problem}; moved it to {Aside}", path, problem, item.MovedTo);
+                report.Quarantined.Add(item);
                 continue;
             }
             loaded[entry.Info.ChainId] = entry;
         }
 
-        // Links: drop those that no layer owns, recreate those a layer is missing.
+        // Links: drop those that no layer owns, recreate those a layer is missing. Links into a layer
+        // directory that a newer daemon owns stay.
         var wanted = loaded.Values.ToDictionary(e => e.Link, e => $"../{e.Info.ChainId.Hex}/diff");
         foreach (var link in Directory.EnumerateFileSystemEntries(linkDir))
         {
             string id = Path.GetFileName(link);
-            if (wanted.TryGetValue(id, out var target) && Files.TryLstat(link) is { Type: FileType.Symlink } && Files.ReadLink(link) == target)
+            bool isSymlink = Files.TryLstat(link) is { Type: FileType.Symlink };
+            if (wanted.TryGetValue(id, out var target) && isSymlink && Files.ReadLink(link) == target)
             {
                 wanted.Remove(id);
                 continue;
             }
+            if (isSymlink && Files.ReadLink(link) is { } pointsTo && pointsTo.Split('/') is [_, var hex, "diff"] && newer.Contains(hex)) continue;
             logger.LogInformation("removing stale layer link {Link}", link);
             Files.RemoveTree(link);
         }
@@ -100,7 +115,28 @@ public sealed class LayerStore
         layers.Clear();
         foreach (var (chainId, entry) in loaded) layers[chainId] = entry;
         logger.LogInformation("layer store {Dir}: {Count} layers", dir, layers.Count);
+        return report;
     }, ct);
+
+    /// <summary>
+    /// The chain id of a loaded layer given one of its overlay lower dir paths (its short link or its diff dir), or
+    /// null when the path is not a layer of this store.
+    /// </summary>
+    public Digest? ChainIdOfLowerDir(string lowerDir)
+    {
+        string? parent = Path.GetDirectoryName(lowerDir);
+        string name = Path.GetFileName(lowerDir);
+        if (parent == linkDir)
+        {
+            foreach (var entry in layers.Values)
+                if (entry.Link == name) return entry.Info.ChainId;
+            return null;
+        }
+        if (name == "diff" && Path.GetDirectoryName(parent) == dir && Digest.TryParse("sha256:" + Path.GetFileName(parent), out var chainId)
+            && layers.ContainsKey(chainId))
+            return chainId;
+        return null;
+    }
 
     public bool TryGet(Digest chainId, out LayerInfo info)
     {
@@ -276,27 +312,35 @@ public sealed class LayerStore
         }
     }
 
-    private Entry? TryReadEntry(string path, string name)
+    private Entry? TryReadEntry(string path, string name) => ReadEntry(path, name) is { Entry: { } entry, Version: <= RecordSchema.Current } ? entry : null;
+
+    /// <summary>The layer in <paramref name="path"/>; else null with its metadata's version (when readable) or what is wrong.</summary>
+    private (Entry? Entry, int Version, string Problem) ReadEntry(string path, string name)
     {
         try
         {
-            if (!Directory.Exists(Path.Combine(path, "diff"))) return null;
-            var record = JsonSerializer.Deserialize(File.ReadAllBytes(Path.Combine(path, MetadataFile)), StorageJsonContext.Default.LayerRecord);
-            if (record is null || !Digest.TryParse(record.ChainId, out var chainId) || chainId.Hex != name) return null;
-            if (!Digest.TryParse(record.DiffId, out var diffId)) return null;
+            if (!Directory.Exists(Path.Combine(path, "diff"))) return (null, 0, "missing its diff directory");
+            string metadata = Path.Combine(path, MetadataFile);
+            if (!File.Exists(metadata)) return (null, 0, "missing");
+            byte[] bytes = File.ReadAllBytes(metadata);
+            int version = RecordSchema.ReadVersion(bytes, "schemaVersion");
+            if (version > RecordSchema.Current) return (null, version, "newer");
+            var record = JsonSerializer.Deserialize(bytes, StorageJsonContext.Default.LayerRecord);
+            if (record is null || !Digest.TryParse(record.ChainId, out var chainId) || chainId.Hex != name) return (null, version, "invalid (chain id)");
+            if (!Digest.TryParse(record.DiffId, out var diffId)) return (null, version, "invalid (diff id)");
             Digest? parent = null;
             if (record.Parent is not null)
             {
-                if (!Digest.TryParse(record.Parent, out var p)) return null;
+                if (!Digest.TryParse(record.Parent, out var p)) return (null, version, "invalid (parent)");
                 parent = p;
             }
-            if (record.Link is not { Length: 26 } link || !link.All(c => char.IsAsciiLetterUpper(c) || c is >= '2' and <= '7')) return null;
-            return new Entry(new LayerInfo(chainId, diffId, parent, record.Size, record.Inodes, record.CreatedAt), link);
+            if (record.Link is not { Length: 26 } link || !link.All(c => char.IsAsciiLetterUpper(c) || c is >= '2' and <= '7')) return (null, version, "invalid (link)");
+            return (new Entry(new LayerInfo(chainId, diffId, parent, record.Size, record.Inodes, record.CreatedAt), link), version, "");
         }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
         {
             logger.LogDebug(e, "layer metadata in {Path} is unreadable", path);
-            return null;
+            return (null, 0, $"unreadable ({e.Message})");
         }
     }
 
@@ -308,8 +352,9 @@ public sealed class LayerStore
     private sealed record Entry(LayerInfo Info, string Link);
 }
 
+/// <summary>A layer's metadata file; <c>schemaVersion</c> as in <see cref="RecordSchema"/> (absent means 1).</summary>
 internal sealed record LayerRecord(
-    string ChainId, string DiffId, string? Parent, long Size, long Inodes, DateTimeOffset CreatedAt, string Link);
+    string ChainId, string DiffId, string? Parent, long Size, long Inodes, DateTimeOffset CreatedAt, string Link, int SchemaVersion = RecordSchema.Current);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true)]
 [JsonSerializable(typeof(LayerRecord))]

@@ -10,6 +10,7 @@ using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
 using CriRuntime.Pods;
+using CriRuntime.Recovery;
 using CriRuntime.Server;
 using CriRuntime.Stats;
 using CriRuntime.Storage;
@@ -77,10 +78,8 @@ internal static class Daemon
 
         try
         {
-            // Recover before serving: the first List a kubelet sends must already be right.
-            await app.Services.GetRequiredService<ImageManager>().InitializeAsync(CancellationToken.None).ConfigureAwait(false);
-            await app.Services.GetRequiredService<PodSandboxManager>().RecoverAsync(CancellationToken.None).ConfigureAwait(false);
-            await app.Services.GetRequiredService<ContainerManager>().RecoverAsync(CancellationToken.None).ConfigureAwait(false);
+            // Recover before serving: the first List a kubelet sends must already be right (order: Recovery/StartupRecovery).
+            await app.Services.GetRequiredService<StartupRecovery>().RunAsync(CancellationToken.None).ConfigureAwait(false);
             app.Services.GetRequiredService<ExitMonitor>().Start();
         }
         catch (Exception e)
@@ -137,6 +136,12 @@ internal static class Daemon
         services.AddSingleton<IImagesInUse>(sp => sp.GetRequiredService<ContainerManager>());
         services.AddSingleton<PodLifecycle>();
         services.AddSingleton<ExitMonitor>();
+        services.AddSingleton<RecoveryReport>();
+        services.AddSingleton<ImageRecovery>();
+        services.AddSingleton<PodRecovery>();
+        services.AddSingleton<ContainerRecovery>();
+        services.AddSingleton<ImageGarbageCollection>();
+        services.AddSingleton<StartupRecovery>();
         services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();
     }

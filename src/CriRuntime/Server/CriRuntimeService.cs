@@ -4,6 +4,7 @@ using CriRuntime.Events;
 using CriRuntime.Lifecycle;
 using CriRuntime.Network.Cni;
 using CriRuntime.Pods;
+using CriRuntime.Recovery;
 using CriRuntime.Stats;
 using Microsoft.Extensions.Hosting;
 using Runtime.V1;
@@ -15,7 +16,8 @@ namespace CriRuntime.Server;
 /// not implemented yet and answers UNIMPLEMENTED (the generated base class does that).
 /// </summary>
 internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodCidrConfig podCidr, PodSandboxManager pods,
-    ContainerManager containers, PodLifecycle podLifecycle, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime)
+    ContainerManager containers, PodLifecycle podLifecycle, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime,
+    RecoveryReport recovery)
     : RuntimeService.RuntimeServiceBase
 {
     /// <summary>The statuses of every container of the pod, as PodSandboxStatus and container events carry them.</summary>

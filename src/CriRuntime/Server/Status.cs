@@ -37,6 +37,25 @@ internal sealed partial class CriRuntimeService
                 ["cniConfTemplate"] = config.Cni.ConfTemplate,
                 ["podCidrs"] = new JsonArray([.. podCidr.PodCidrs.Select(c => (JsonNode)JsonValue.Create(c))]),
             }.ToJsonString();
+            // What start-up recovery set aside or left alone (Recovery/RecoveryReport): the operator's to look at.
+            response.Info["quarantine"] = new JsonArray([.. recovery.Quarantined.Select(q => (JsonNode)new JsonObject
+            {
+                ["path"] = q.Path,
+                ["movedTo"] = q.MovedTo,
+                ["reason"] = q.Reason,
+                ["time"] = q.Time.UtcDateTime.ToString("o", System.Globalization.CultureInfo.InvariantCulture),
+            })]).ToJsonString();
+            response.Info["newerRecords"] = new JsonArray([.. recovery.Newer.Select(n => (JsonNode)new JsonObject
+            {
+                ["path"] = n.Path,
+                ["version"] = n.Version,
+                ["supportedVersion"] = n.Supported,
+            })]).ToJsonString();
+            response.Info["heldBackRecords"] = new JsonArray([.. recovery.HeldBack.Select(h => (JsonNode)new JsonObject
+            {
+                ["path"] = h.Path,
+                ["reason"] = h.Reason,
+            })]).ToJsonString();
         }
         return Task.FromResult(response);
     }

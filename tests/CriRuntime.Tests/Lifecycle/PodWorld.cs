@@ -9,6 +9,7 @@ using CriRuntime.Native;
 using CriRuntime.Network.Cni;
 using CriRuntime.Oci;
 using CriRuntime.Pods;
+using CriRuntime.Recovery;
 using CriRuntime.Storage;
 using CriRuntime.Tests.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -125,6 +126,9 @@ internal sealed class PodWorld : IAsyncDisposable
     }
 
     public FakeContainerRuntime Runtime { get; } = new();
+
+    /// <summary>What the last <see cref="RestartAsync"/>'s recovery set aside or left alone.</summary>
+    public RecoveryReport Recovery { get; private set; } = new();
     public string CgroupParent { get; }
     public ImageRecord Image { get; private set; }
     public PodSandboxManager Pods { get; private set; }
@@ -165,8 +169,9 @@ internal sealed class PodWorld : IAsyncDisposable
         Lifecycle = new PodLifecycle(Pods, Containers, NullLogger<PodLifecycle>.Instance);
         var containers = Containers;
         Runtime.OnExit = id => containers.HandleExitAsync(id, CancellationToken.None);
-        await Pods.RecoverAsync(CancellationToken.None);
-        await Containers.RecoverAsync(CancellationToken.None);
+        Recovery = new RecoveryReport();
+        await new PodRecovery(Pods, NullLogger<PodRecovery>.Instance).RunAsync(Recovery, CancellationToken.None);
+        await new ContainerRecovery(Containers, Pods, Runtime, NullLogger<ContainerRecovery>.Instance).RunAsync(Recovery, CancellationToken.None);
     }
 
     public Task<PodSandboxRecord> RunPodAsync(string name) => Pods.RunAsync(new PodSandboxConfig

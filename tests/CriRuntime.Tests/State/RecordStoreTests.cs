@@ -55,7 +55,8 @@ public sealed class RecordStoreTests : IDisposable
         var reloaded = NewStore();
         reloaded.Load();
         Assert.Equal("good", Assert.Single(reloaded.All).Id);
-        Assert.True(File.Exists(Path.Combine(dir, "bad.json.corrupt")));
+        // Set aside into quarantine/ with a time stamp (issue #11 item 5), not beside it as bad.json.corrupt.
+        Assert.Single(Directory.GetFiles(Path.Combine(dir, "quarantine"), "bad.json.*"));
         Assert.False(File.Exists(Path.Combine(dir, "bad.json")));
     }
 }
