@@ -4,6 +4,7 @@ using CriRuntime.Config;
 using CriRuntime.Containers;
 using CriRuntime.Events;
 using CriRuntime.Images;
+
 using CriRuntime.Lifecycle;
 using CriRuntime.Native;
 using CriRuntime.Network.Cni;
@@ -127,6 +128,11 @@ internal sealed class PodWorld : IAsyncDisposable
 
     public FakeContainerRuntime Runtime { get; } = new();
 
+    public ImageManager Images { get; private set; } = null!;
+
+    /// <summary>The layer store (shared by every restart, reloaded by recovery).</summary>
+    public LayerStore Layers => layers;
+
     /// <summary>What the last <see cref="RestartAsync"/>'s recovery set aside or left alone.</summary>
     public RecoveryReport Recovery { get; private set; } = new();
     public string CgroupParent { get; }
@@ -169,9 +175,15 @@ internal sealed class PodWorld : IAsyncDisposable
         Lifecycle = new PodLifecycle(Pods, Containers, NullLogger<PodLifecycle>.Instance);
         var containers = Containers;
         Runtime.OnExit = id => containers.HandleExitAsync(id, CancellationToken.None);
+        // The daemon's whole start-up recovery, in its order, with a real image manager (no registry is ever asked).
+        Images = new ImageManager(config, images, layers, new BlobStore(tmp["root/blobs"]),
+            new CriRuntime.Images.Distribution.RegistryClient(new RegistryHosts(tmp["certs.d"]), NullLogger<CriRuntime.Images.Distribution.RegistryClient>.Instance, TimeSpan.FromSeconds(5)),
+            Containers, NullLogger<ImageManager>.Instance);
         Recovery = new RecoveryReport();
-        await new PodRecovery(Pods, NullLogger<PodRecovery>.Instance).RunAsync(Recovery, CancellationToken.None);
-        await new ContainerRecovery(Containers, Pods, Runtime, NullLogger<ContainerRecovery>.Instance).RunAsync(Recovery, CancellationToken.None);
+        var recovery = new StartupRecovery(new ImageRecovery(Images), new PodRecovery(Pods, NullLogger<PodRecovery>.Instance),
+            new ContainerRecovery(Containers, Pods, Runtime, NullLogger<ContainerRecovery>.Instance), new ImageGarbageCollection(Images),
+            Recovery, NullLogger<StartupRecovery>.Instance);
+        await recovery.RunAsync(CancellationToken.None);
     }
 
     public Task<PodSandboxRecord> RunPodAsync(string name) => Pods.RunAsync(new PodSandboxConfig
