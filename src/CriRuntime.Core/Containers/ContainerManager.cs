@@ -52,7 +52,9 @@ public sealed class ContainerManager : IImagesInUse
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         ExitDir = Path.Combine(config.State, "exits");
-        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger)
+        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger,
+            // The embedded CRI config must parse, and it must name the object (its name is reserved from it).
+            validate: r => _ = r.Config.Metadata ?? throw new System.Text.Json.JsonException("its config has no metadata"))
         {
             Changed = events.OnChanged,
         };

@@ -97,6 +97,8 @@ public sealed class ImageManager
     public Task<ImageRecord> PullAsync(string reference, RegistryCredentials? credentials, CancellationToken cancellationToken)
     {
         var parsed = ImageReference.Parse(reference);
+        // Refused before anything is downloaded: the index could not record the image.
+        if (images.ReadOnlyReason is { } readOnly) throw new FailedPreconditionException(readOnly);
         return pulls.RunAsync(parsed.ToString(), ct => PullCoreAsync(parsed, credentials, ct), cancellationToken);
     }
 

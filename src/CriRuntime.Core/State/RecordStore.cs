@@ -30,11 +30,16 @@ public sealed class RecordStore<T> where T : class, IRecord
     /// <summary>The JSON property that carries a record's schema version (see <see cref="RecordSchema"/>).</summary>
     public const string VersionProperty = "schema_version";
 
-    public RecordStore(string dir, JsonTypeInfo<T> typeInfo, ILogger logger)
+    private readonly Action<T>? validate;
+
+    /// <param name="validate">Throws when a loaded record is unusable (e.g. its embedded protobuf does not parse), so
+    /// that it is quarantined at load instead of failing every later use.</param>
+    public RecordStore(string dir, JsonTypeInfo<T> typeInfo, ILogger logger, Action<T>? validate = null)
     {
         this.dir = dir;
         this.typeInfo = typeInfo;
         this.logger = logger;
+        this.validate = validate;
         Directory.CreateDirectory(dir);
     }
 
@@ -130,6 +135,7 @@ public sealed class RecordStore<T> where T : class, IRecord
                 }
                 var record = JsonSerializer.Deserialize(bytes, typeInfo) ?? throw new JsonException("empty record");
                 if (record.Id != id) throw new JsonException($"its id '{record.Id}' is not its file name");
+                validate?.Invoke(record);
                 records[record.Id] = record;
             }
             catch (Exception e) when (e is JsonException or IOException or NotSupportedException or InvalidOperationException or UnauthorizedAccessException

@@ -217,6 +217,23 @@ public sealed class ManagerRecoveryTests
         Assert.True(world.Layers.TryGet(world.Image.ChainIds[0], out _), "a layer was collected while a newer daemon's container may use it");
     }
 
+    [Fact]
+    public async Task A_pod_record_whose_embedded_config_does_not_parse_is_quarantined_at_load()
+    {
+        await using var world = await PodWorld.CreateAsync();
+        var pod = await world.RunPodAsync("garbled");
+        string record = PodRecordFile(world, pod.Id);
+        // Valid JSON, but the protobuf inside it is not a PodSandboxConfig: every use of the record would fail.
+        EditJson(record, json => json["config_bytes"] = Convert.ToBase64String([0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
+
+        await world.RestartAsync();
+
+        Assert.Null(world.Pods.Find(pod.Id));
+        Assert.False(File.Exists(record));
+        Assert.Equal(record, Assert.Single(world.Recovery.Quarantined).Path);
+        Assert.True(Directory.Exists(pod.PodStateDir), "the directory of a quarantined pod record was swept");
+    }
+
     private static string ContainerRecordFile(PodWorld world, string id) => Path.Combine(world.RootDir, "containers", "records", id + ".json");
 
     private static string PodRecordFile(PodWorld world, string id) => Path.Combine(world.RootDir, "pods", id + ".json");
