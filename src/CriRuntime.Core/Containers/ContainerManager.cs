@@ -72,7 +72,7 @@ public sealed class ContainerManager : IImagesInUse
     }
 
     public ContainerRecord Get(string id) =>
-        Find(id) ?? throw new NotFoundException($"container '{id}' not found; ListContainers shows the containers that exist");
+        Find(id) ?? throw new NotFoundException($"container '{Echo.Of(id)}' not found; ListContainers shows the containers that exist");
 
     public async Task<ContainerRecord> CreateAsync(string podSandboxId, ContainerConfig containerConfig, CancellationToken cancellationToken)
     {
@@ -91,7 +91,7 @@ public sealed class ContainerManager : IImagesInUse
         RequireAcceptsContainers(pod, "created");
 
         var image = images.Find(containerConfig.Image.Image)
-            ?? throw new NotFoundException($"image '{containerConfig.Image.Image}' is not on this node; pull it first (PullImage / crictl pull)");
+            ?? throw new NotFoundException($"image '{Echo.Of(containerConfig.Image.Image)}' is not on this node; pull it first (PullImage / crictl pull)");
 
         // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
