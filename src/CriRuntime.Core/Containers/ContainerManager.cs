@@ -180,14 +180,14 @@ public sealed class ContainerManager : IImagesInUse
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
-            logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, metadata.Name, pod.Id, image.Id);
+            logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);
             logger.LogDebug("Container {Id}: rootfs mounted at {Mounted:F1} ms, spec written at {Spec:F1} ms, created by conmon at {Conmon:F1} ms, recorded at {Total:F1} ms",
                 id, mounted.TotalMilliseconds, specWritten.TotalMilliseconds, conmonDone.TotalMilliseconds, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return container;
         }
         catch (Exception e)
         {
-            logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", metadata.Name, pod.Id, e.Message);
+            logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", Echo.Of(metadata.Name), pod.Id, Echo.Capped(e.Message, 4096));
             await DiscardAsync(container, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;

@@ -165,15 +165,28 @@ public sealed partial class Cgroups
         var created = new List<string>();
         try
         {
+            var components = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
             foreach (var h in hierarchies)
             {
-                string dir = h.MountPoint;
-                foreach (var component in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+                // A level another pod made may be removed with that pod while this walk is below it (ENOENT on the
+                // next mkdir): walk again from the top, which makes it anew. Bounded, in case it keeps happening.
+                for (int attempt = 1; ; attempt++)
                 {
-                    if (IsUnified) EnableV2Controllers(dir);
-                    dir = Path.Combine(dir, component);
-                    if (MakeDirectory(dir)) created.Add(dir);
-                    if (h.Controllers.Contains("cpuset") && !h.IsV2) InheritCpuset(dir);
+                    try
+                    {
+                        string dir = h.MountPoint;
+                        foreach (var component in components)
+                        {
+                            if (IsUnified) EnableV2Controllers(dir);
+                            dir = Path.Combine(dir, component);
+                            if (MakeDirectory(dir)) created.Add(dir);
+                            if (h.Controllers.Contains("cpuset") && !h.IsV2) InheritCpuset(dir);
+                        }
+                        break;
+                    }
+                    catch (NativeException e) when (e.Errno == Errno.ENOENT && attempt < 5)
+                    {
+                    }
                 }
             }
         }

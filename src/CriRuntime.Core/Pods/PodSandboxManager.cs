@@ -161,7 +161,7 @@ public sealed class PodSandboxManager
         catch (Exception e)
         {
             logger.LogWarning("Running pod sandbox {Namespace}/{Name} failed, undoing it: {Error}",
-                podConfig.Metadata.Namespace, podConfig.Metadata.Name, e.Message);
+                podConfig.Metadata.Namespace, podConfig.Metadata.Name, Echo.Capped(e.Message, 4096));
             await DiscardAsync(pod, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;
@@ -312,7 +312,7 @@ public sealed class PodSandboxManager
                     logger.LogInformation("Pod sandbox {Id}: cgroup {Dir} was made for it but is in use by others; left in place", pod.Id, kept);
             });
         problems.AddRange(ReleaseDirectory(pod.PodStateDir));
-        foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, problem);
+        foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, Echo.Capped(problem, 4096));
         return problems;
     }
 
