@@ -172,6 +172,25 @@ public sealed class PodValidationTests(RegistryFixture registry, ITestOutputHelp
     }
 
     [Fact]
+    public async Task The_cgroup_levels_a_pod_made_are_removed_by_a_restarted_daemon()
+    {
+        var first = await StartPodDaemonAsync();
+        string tag = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        string top = OwnCgroupRoot($"/criruntime-it-restart-{tag}");
+        var pod = await RunPodAsync("restart", c => c.Linux.CgroupParent = top + "/a/b");
+        Assert.All(HostState.CgroupHierarchies(), h => Assert.True(Directory.Exists(h + top + "/a/b"), $"{h + top}/a/b was not made"));
+
+        // What was made is in the pod's record, not in the daemon's memory.
+        await first.KillAsync();
+        await RestartPodDaemonAsync(first);
+        await StopPodAsync(pod.Id);
+        await RemovePodAsync(pod.Id);
+
+        Assert.All(HostState.CgroupHierarchies(), h => Assert.False(Directory.Exists(h + top), $"{h + top} is left"));
+        await AssertNothingLeftAsync([pod], [], []);
+    }
+
+    [Fact]
     public async Task A_failed_run_pod_sandbox_removes_the_cgroup_levels_it_made()
     {
         // A runtime that cannot start the infra process: RunPodSandbox fails after the pod's cgroup is made.
