@@ -169,7 +169,8 @@ public sealed partial class Cgroups
             foreach (var h in hierarchies)
             {
                 // A level another pod made may be removed with that pod while this walk is below it (ENOENT on the
-                // next mkdir): walk again from the top, which makes it anew. Bounded, in case it keeps happening.
+                // next mkdir or control file write, ENODEV on reading a control file of the removed level): walk
+                // again from the top, which makes it anew. Bounded, in case it keeps happening.
                 for (int attempt = 1; ; attempt++)
                 {
                     try
@@ -184,7 +185,7 @@ public sealed partial class Cgroups
                         }
                         break;
                     }
-                    catch (NativeException e) when (e.Errno == Errno.ENOENT && attempt < 5)
+                    catch (IOException e) when (attempt < 10 && (e is not NativeException native || native.Errno is Errno.ENOENT or Errno.ENODEV))
                     {
                     }
                 }

@@ -59,6 +59,31 @@ public sealed class CgroupLevelsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Creating_under_a_level_another_pod_is_removing_walks_again_instead_of_failing()
+    {
+        // Two pods share a level neither found: each one's removal rmdirs it whenever it is empty, so the other's
+        // mkdir -p can find its parent gone (ENOENT) half-way down.
+        cgroups.Create(root);
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+        int rounds = 0;
+        void Churn(string pod)
+        {
+            string path = $"{root}/shared/{pod}";
+            while (DateTime.UtcNow < until)
+            {
+                var before = cgroups.ExistingLevels(path);
+                cgroups.Create(path);
+                Assert.All(cgroups.HierarchyMountPoints, h => Assert.True(Directory.Exists(h + path), h + path));
+                cgroups.RemoveCreatedLevels(path, before.ToDictionary(p => p.Key, p => Math.Min(p.Value, 1)));
+                Interlocked.Increment(ref rounds);
+            }
+        }
+        await Task.WhenAll(Task.Run(() => Churn("pod-a")), Task.Run(() => Churn("pod-b")));
+        Assert.True(rounds > 10, $"only {rounds} rounds");
+        Assert.All(cgroups.HierarchyMountPoints, h => Assert.False(Directory.Exists(h + root + "/shared"), $"{h + root}/shared is left"));
+    }
+
+    [Fact]
     public void A_hierarchy_the_record_does_not_know_is_left_alone()
     {
         string parent = root + "/x/y";
