@@ -74,7 +74,7 @@ public sealed class ContainerManager : IImagesInUse
     }
 
     public ContainerRecord Get(string id) =>
-        Find(id) ?? throw new NotFoundException($"container '{id}' not found; ListContainers shows the containers that exist");
+        Find(id) ?? throw new NotFoundException($"container '{Echo.Of(id)}' not found; ListContainers shows the containers that exist");
 
     public async Task<ContainerRecord> CreateAsync(string podSandboxId, ContainerConfig containerConfig, CancellationToken cancellationToken)
     {
@@ -93,7 +93,7 @@ public sealed class ContainerManager : IImagesInUse
         RequireAcceptsContainers(pod, "created");
 
         var image = images.Find(containerConfig.Image.Image)
-            ?? throw new NotFoundException($"image '{containerConfig.Image.Image}' is not on this node; pull it first (PullImage / crictl pull)");
+            ?? throw new NotFoundException($"image '{Echo.Of(containerConfig.Image.Image)}' is not on this node; pull it first (PullImage / crictl pull)");
 
         // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
@@ -183,14 +183,14 @@ public sealed class ContainerManager : IImagesInUse
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
-            logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, metadata.Name, pod.Id, image.Id);
+            logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);
             logger.LogDebug("Container {Id}: rootfs mounted at {Mounted:F1} ms, spec written at {Spec:F1} ms, created by conmon at {Conmon:F1} ms, recorded at {Total:F1} ms",
                 id, mounted.TotalMilliseconds, specWritten.TotalMilliseconds, conmonDone.TotalMilliseconds, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return container;
         }
         catch (Exception e)
         {
-            logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", metadata.Name, pod.Id, e.Message);
+            logger.LogWarning("Creating container {Name} in pod sandbox {Pod} failed, undoing it: {Error}", Echo.Of(metadata.Name), pod.Id, Echo.Capped(e.Message, 4096));
             await DiscardAsync(container, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;

@@ -25,7 +25,7 @@ public sealed class PodLifecycle(PodSandboxManager pods, ContainerManager contai
         var pod = pods.Find(podId);
         if (pod is null)
         {
-            logger.LogDebug("StopPodSandbox {Id}: no such pod; nothing to stop", podId);
+            logger.LogDebug("StopPodSandbox {Id}: no such pod; nothing to stop", Echo.Of(podId));
             return;
         }
         using var podLock = await pods.LockAsync(pod.Id, cancellationToken).ConfigureAwait(false);

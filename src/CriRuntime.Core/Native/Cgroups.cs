@@ -107,6 +107,54 @@ public sealed partial class Cgroups
     }
 
     /// <summary>
+    /// For each hierarchy (by mount point), how many leading levels of <paramref name="path"/> exist now: what a
+    /// later <see cref="Create"/> makes is the rest, so this is what <see cref="RemoveCreatedLevels"/> must keep.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> ExistingLevels(string path)
+    {
+        path = NormalizePath(path, allowRoot: false);
+        var components = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var levels = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var h in hierarchies)
+        {
+            // mkdir -p makes a level only below ones that exist, so the existing levels are a prefix.
+            string dir = h.MountPoint;
+            int depth = 0;
+            while (depth < components.Length && Directory.Exists(dir = Path.Combine(dir, components[depth]))) depth++;
+            levels[h.MountPoint] = depth;
+        }
+        return levels;
+    }
+
+    /// <summary>
+    /// Removes the levels of <paramref name="path"/> below those that existed before it was made (as
+    /// <see cref="ExistingLevels"/> said then), deepest first, in every hierarchy; a level is only rmdir'ed, so one
+    /// that holds another cgroup or a process stays (another pod may have been put under a level we made). A
+    /// hierarchy missing from <paramref name="existingLevels"/> is left alone: nothing is known of what it held.
+    /// Returns the levels that stayed for such reasons; missing ones are fine.
+    /// </summary>
+    public IReadOnlyList<string> RemoveCreatedLevels(string path, IReadOnlyDictionary<string, int> existingLevels)
+    {
+        path = NormalizePath(path, allowRoot: false);
+        var components = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var kept = new List<string>();
+        foreach (var h in hierarchies)
+        {
+            if (!existingLevels.TryGetValue(h.MountPoint, out int keep)) continue;
+            for (int depth = components.Length; depth > Math.Max(keep, 0); depth--)
+            {
+                string dir = h.MountPoint + "/" + string.Join('/', components, 0, depth);
+                if (RemoveDirectory(dir, out int errno)) continue;
+                if (errno is not (Errno.EBUSY or Errno.ENOTEMPTY))
+                    throw new NativeException("rmdir", dir, errno, $"remove cgroup level {dir} that the pod's cgroup parent created: rmdir");
+                kept.Add(dir);
+                break;  // its ancestors are not empty either
+            }
+        }
+        return kept;
+    }
+
+    /// <summary>
     /// mkdir -p in every hierarchy runc would use. v1 cpuset: empty cpuset.cpus/mems are filled from the
     /// parent, or no process could join. v2: the pod's controllers are enabled in each ancestor's
     /// cgroup.subtree_control. Directories created here are removed again if a later step fails.
@@ -117,15 +165,29 @@ public sealed partial class Cgroups
         var created = new List<string>();
         try
         {
+            var components = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
             foreach (var h in hierarchies)
             {
-                string dir = h.MountPoint;
-                foreach (var component in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+                // A level another pod made may be removed with that pod while this walk is below it (ENOENT on the
+                // next mkdir or control file write, ENODEV on reading a control file of the removed level): walk
+                // again from the top, which makes it anew. Bounded, in case it keeps happening.
+                for (int attempt = 1; ; attempt++)
                 {
-                    if (IsUnified) EnableV2Controllers(dir);
-                    dir = Path.Combine(dir, component);
-                    if (MakeDirectory(dir)) created.Add(dir);
-                    if (h.Controllers.Contains("cpuset") && !h.IsV2) InheritCpuset(dir);
+                    try
+                    {
+                        string dir = h.MountPoint;
+                        foreach (var component in components)
+                        {
+                            if (IsUnified) EnableV2Controllers(dir);
+                            dir = Path.Combine(dir, component);
+                            if (MakeDirectory(dir)) created.Add(dir);
+                            if (h.Controllers.Contains("cpuset") && !h.IsV2) InheritCpuset(dir);
+                        }
+                        break;
+                    }
+                    catch (IOException e) when (attempt < 10 && (e is not NativeException native || native.Errno is Errno.ENOENT or Errno.ENODEV))
+                    {
+                    }
                 }
             }
         }

@@ -155,7 +155,7 @@ public static unsafe partial class Namespaces
         if (string.IsNullOrEmpty(hostname))
             throw new InvalidArgumentException($"{field} must not be empty", field);
         if (hostname.Length > MaxHostnameLength)
-            throw new InvalidArgumentException($"{field} '{hostname}' is longer than {MaxHostnameLength} characters", field);
+            throw new InvalidArgumentException($"{field} '{Echo.Of(hostname)}' is longer than {MaxHostnameLength} characters", field);
         foreach (char c in hostname)
         {
             if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_'))
@@ -163,11 +163,11 @@ public static unsafe partial class Namespaces
                     $"{field} '{Printable(hostname)}' contains '{Printable(c.ToString())}'; only letters, digits, '-', '.' and '_' are allowed", field);
         }
         if (hostname[0] is '-' or '.')
-            throw new InvalidArgumentException($"{field} '{hostname}' must start with a letter or digit", field);
+            throw new InvalidArgumentException($"{field} '{Echo.Of(hostname)}' must start with a letter or digit", field);
     }
 
-    internal static string Printable(string s) =>
-        s.Replace("\\", "\\\\").Replace("\n", "\\n").Replace("\r", "\\r").Replace("\t", "\\t").Replace("\0", "\\0");
+    /// <summary>A request value as messages quote it: escaped and bounded (<see cref="Echo.Of"/>).</summary>
+    internal static string Printable(string s) => Echo.Of(s);
 
     private static PinnedNamespaces CreateOnThisThread(string pinDir, NamespaceKinds kinds, string? hostname)
     {

@@ -63,7 +63,7 @@ public sealed class PodSandboxManager
     }
 
     public PodSandboxRecord Get(string id) =>
-        Find(id) ?? throw new NotFoundException($"pod sandbox '{id}' not found; ListPodSandbox shows the pods that exist");
+        Find(id) ?? throw new NotFoundException($"pod sandbox '{Echo.Of(id)}' not found; ListPodSandbox shows the pods that exist");
 
     /// <summary>The pod's lock. Lock order: see <see cref="Lifecycle.PodLifecycle"/>.</summary>
     internal Task<IDisposable> LockAsync(string podId, CancellationToken cancellationToken) => locks.AcquireAsync(podId, cancellationToken);
@@ -118,6 +118,7 @@ public sealed class PodSandboxManager
             PodStateDir = dir,
             CgroupParent = cgroupParent,
             OwnsCgroup = !cgroups.Exists(cgroupParent),
+            CgroupLevelsExisting = cgroups.ExistingLevels(cgroupParent),
             ShmPath = hostIpc ? null : Path.Combine(dir, "shm"),
             NetworkNamespace = kinds.HasFlag(NamespaceKinds.Network) ? Path.Combine(nsDir, "net") : null,
             IpcNamespace = kinds.HasFlag(NamespaceKinds.Ipc) ? Path.Combine(nsDir, "ipc") : null,
@@ -163,7 +164,7 @@ public sealed class PodSandboxManager
         catch (Exception e)
         {
             logger.LogWarning("Running pod sandbox {Namespace}/{Name} failed, undoing it: {Error}",
-                podConfig.Metadata.Namespace, podConfig.Metadata.Name, e.Message);
+                podConfig.Metadata.Namespace, podConfig.Metadata.Name, Echo.Capped(e.Message, 4096));
             await DiscardAsync(pod, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;
@@ -200,7 +201,7 @@ public sealed class PodSandboxManager
     {
         var pod = Get(podId);
         using var podLock = await locks.AcquireAsync(pod.Id, cancellationToken).ConfigureAwait(false);
-        pod = store.Find(pod.Id) ?? throw new NotFoundException($"pod sandbox {podId} was removed meanwhile");
+        pod = store.Find(pod.Id) ?? throw new NotFoundException($"pod sandbox {Echo.Of(podId)} was removed meanwhile");
         if (pod.Phase != PodSandboxPhase.Ready)
             throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); its resources can no longer change");
         if (overhead is null && resources is null) return;
@@ -314,8 +315,15 @@ public sealed class PodSandboxManager
         if (pod.OwnsCgroup)
             await RunRecordingProblemAsync(problems, $"remove the pod cgroup {pod.CgroupParent}",
                 () => cgroups.KillAllAndRemoveAsync(pod.CgroupParent, CgroupKillTimeout, cancellationToken)).ConfigureAwait(false);
+        if (pod.CgroupLevelsExisting is { } existingLevels)
+            RunRecordingProblem(problems, $"remove the cgroup levels made for {pod.CgroupParent}", () =>
+            {
+                // A level that holds another pod's cgroup stays; that pod did not make it, so nothing removes it later.
+                foreach (var kept in cgroups.RemoveCreatedLevels(pod.CgroupParent, existingLevels))
+                    logger.LogInformation("Pod sandbox {Id}: cgroup {Dir} was made for it but is in use by others; left in place", pod.Id, kept);
+            });
         problems.AddRange(ReleaseDirectory(pod.PodStateDir));
-        foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, problem);
+        foreach (var problem in problems) logger.LogWarning("Pod sandbox {Id}: {Problem}", pod.Id, Echo.Capped(problem, 4096));
         return problems;
     }
 
@@ -382,6 +390,7 @@ public sealed class PodSandboxManager
         if (string.IsNullOrWhiteSpace(m.Name)) throw new InvalidArgumentException("config.metadata.name is empty: give the pod sandbox a name");
         if (string.IsNullOrWhiteSpace(m.Namespace)) throw new InvalidArgumentException("config.metadata.namespace is empty: give the pod sandbox a namespace");
         if (string.IsNullOrWhiteSpace(m.Uid)) throw new InvalidArgumentException("config.metadata.uid is empty: give the pod sandbox a uid");
+        PodSandboxConfigValidation.Validate(podConfig);
         foreach (var p in podConfig.PortMappings)
         {
             if (p.ContainerPort is <= 0 or > 65535)
@@ -391,7 +400,7 @@ public sealed class PodSandboxManager
         }
         var cgroupParent = podConfig.Linux?.CgroupParent;
         if (!string.IsNullOrEmpty(cgroupParent) && (!cgroupParent.StartsWith('/') || cgroupParent.Split('/').Contains("..")))
-            throw new InvalidArgumentException($"config.linux.cgroup_parent '{cgroupParent}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
+            throw new InvalidArgumentException($"config.linux.cgroup_parent '{Echo.Of(cgroupParent)}' must be an absolute cgroupfs path such as /kubepods/besteffort/pod<uid> (the cgroupfs driver is used)");
         // Checked before anything is made; an empty hostname means the node's (containerd's rule).
         if (!string.IsNullOrEmpty(podConfig.Hostname))
             Namespaces.ValidateHostname(podConfig.Hostname, "config.hostname");

@@ -61,6 +61,14 @@ public sealed record PodSandboxRecord : IRecord
     /// <summary>True when we made <see cref="CgroupParent"/> (no kubelet did), so we remove it too.</summary>
     public bool OwnsCgroup { get; init; }
 
+    /// <summary>
+    /// For each cgroup hierarchy (by mount point), how many leading levels of <see cref="CgroupParent"/> existed
+    /// before RunPodSandbox; the daemon made the levels below those, and removes them (deepest first) with the pod,
+    /// so a cgroup parent such as /a/b/c that did not exist leaves nothing behind. Null in records written before
+    /// this was kept: then only <see cref="CgroupParent"/> itself goes, when <see cref="OwnsCgroup"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, int>? CgroupLevelsExisting { get; init; }
+
     /// <summary>CNI ADD succeeded and no DEL has run since.</summary>
     public bool NetworkAttached { get; init; }
 

@@ -10,6 +10,13 @@ namespace CriRuntime.Server;
 /// </summary>
 internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
 {
+    /// <summary>
+    /// The longest status message the daemon sends. Messages quote request values through <see cref="Echo"/>; this is
+    /// the safety net for any that do not: a default client refuses oversized status metadata and would see
+    /// RESOURCE_EXHAUSTED instead of the real code.
+    /// </summary>
+    internal const int MaxStatusMessageChars = 4096;
+
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
     {
@@ -40,15 +47,27 @@ internal sealed class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Inter
     {
         var status = ToStatus(e, context.CancellationToken.IsCancellationRequested);
         if (status.StatusCode is StatusCode.Internal or StatusCode.Unknown)
-            logger.LogError(e, "{Method} failed", context.Method);
+        {
+            // One log line per failure, of bounded size: an oversized message is logged as it was answered.
+            if (e.Message.Length <= MaxStatusMessageChars) logger.LogError(e, "{Method} failed", context.Method);
+            else logger.LogError("{Method} failed: {Message}\n{Stack}", context.Method, status.Detail, e.StackTrace);
+        }
         else if (status.StatusCode != StatusCode.Cancelled)
             logger.LogWarning("{Method}: {Code}: {Message}", context.Method, status.StatusCode, status.Detail);
         return status;
     }
 
-    /// <summary>The status a call that threw <paramref name="e"/> answers.</summary>
+    /// <summary>The status a call that threw <paramref name="e"/> answers, its message cut to <see cref="MaxStatusMessageChars"/>.</summary>
     /// <param name="callCancelled">Whether the client cancelled the call (or its deadline passed).</param>
-    internal static Status ToStatus(Exception e, bool callCancelled) => e switch
+    internal static Status ToStatus(Exception e, bool callCancelled)
+    {
+        var status = UncappedStatus(e, callCancelled);
+        return status.Detail is { Length: > MaxStatusMessageChars } detail
+            ? new Status(status.StatusCode, Echo.Capped(detail, MaxStatusMessageChars))
+            : status;
+    }
+
+    private static Status UncappedStatus(Exception e, bool callCancelled) => e switch
     {
         RpcException rpc => rpc.Status,
         OperationCanceledException when callCancelled => new Status(StatusCode.Cancelled, "the client cancelled the call"),

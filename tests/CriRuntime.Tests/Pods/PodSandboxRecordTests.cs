@@ -52,6 +52,22 @@ public sealed class PodSandboxRecordTests
     }
 
     [Fact]
+    public void Cgroup_levels_that_existed_survive_a_round_trip_and_old_records_have_none()
+    {
+        var record = Record(Config("pod", ""), null) with
+        {
+            CgroupLevelsExisting = new Dictionary<string, int> { ["/sys/fs/cgroup/memory"] = 1, ["/sys/fs/cgroup/unified"] = 0 },
+        };
+        var json = JsonNode.Parse(JsonSerializer.Serialize(record, StateJsonContext.Default.PodSandboxRecord))!.AsObject();
+        var back = JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!;
+        Assert.Equal(1, back.CgroupLevelsExisting!["/sys/fs/cgroup/memory"]);
+        Assert.Equal(0, back.CgroupLevelsExisting["/sys/fs/cgroup/unified"]);
+
+        Assert.True(json.Remove("cgroup_levels_existing"), $"no cgroup_levels_existing in {json}");
+        Assert.Null(JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!.CgroupLevelsExisting);
+    }
+
+    [Fact]
     public void Pod_state_dir_keeps_the_json_name_records_were_first_written_with()
     {
         var json = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), StateJsonContext.Default.PodSandboxRecord))!.AsObject();
