@@ -68,7 +68,7 @@ public static class ContainerConfigValidation
     /// The checks against the host's files: a device that is not there is NotFound, and a mount source under /proc or
     /// /sys that is not there is InvalidArgument (it is never created). Run after <see cref="Validate"/>.
     /// </summary>
-    public static void ValidateHostPaths(ContainerConfig config, Func<string, bool> exists)
+    public static void ValidateHostPaths(ContainerConfig config, Func<string, bool> exists, Func<string, bool>? isDirectory = null)
     {
         for (int i = 0; i < config.Devices.Count; i++)
         {
@@ -79,10 +79,27 @@ public static class ContainerConfigValidation
         for (int i = 0; i < config.Mounts.Count; i++)
         {
             string hostPath = config.Mounts[i].HostPath;
-            if (IsUnderKernelTree(hostPath) && !exists(hostPath))
+            if (!hostPath.StartsWith('/') || exists(hostPath)) continue;
+            if (IsUnderKernelTree(hostPath))
                 throw new InvalidArgumentException(
                     $"config.mounts[{i}].host_path '{Preview(hostPath)}' does not exist, and entries under /proc and /sys cannot be created; name one the kernel provides");
+            // A missing source is created as a directory (as the kubelet expects of hostPath volumes): that cannot
+            // work below something that is not a directory (/etc/passwd/x).
+            if (isDirectory is not null && NearestExistingAncestor(hostPath, exists) is { } ancestor && !isDirectory(ancestor))
+                throw new InvalidArgumentException(
+                    $"config.mounts[{i}].host_path '{Preview(hostPath)}' does not exist and cannot be created: {Preview(ancestor)} is not a directory");
         }
+    }
+
+    private static string? NearestExistingAncestor(string path, Func<string, bool> exists)
+    {
+        string clean = Oci.Spec.MountSpecOptions.CleanPath(path);
+        while (clean != "/")
+        {
+            clean = clean[..Math.Max(1, clean.LastIndexOf('/'))];
+            if (exists(clean)) return clean;
+        }
+        return null;
     }
 
     /// <summary>True when <paramref name="hostPath"/> lies in /proc or /sys (after lexical cleaning: /x/../proc is /proc).</summary>

@@ -84,7 +84,7 @@ public sealed class ContainerManager : IImagesInUse
             throw new InvalidArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
         ContainerConfigLimits.Validate(containerConfig);
         ContainerConfigValidation.Validate(containerConfig, cgroups.IsUnified, hugepageSizes.Value);
-        ContainerConfigValidation.ValidateHostPaths(containerConfig, HostPathResolves);
+        ContainerConfigValidation.ValidateHostPaths(containerConfig, HostPathResolves, Directory.Exists);
 
         var pod = pods.Get(podSandboxId);
         RequireAcceptsContainers(pod, "created");

@@ -66,6 +66,7 @@ public sealed class ContainerValidationTests(RegistryFixture registry, ITestOutp
             ("unknown capability added", "add_capabilities[0]", c => c.Linux.SecurityContext.Capabilities = new Capability { AddCapabilities = { "CAP_FLY" } }),
             ("unknown capability dropped", "drop_capabilities[0]", c => c.Linux.SecurityContext.Capabilities = new Capability { DropCapabilities = { "teleport" } }),
             ("mount propagation 9", "config.mounts[0].propagation", c => c.Mounts.Add(new Mount { ContainerPath = "/m", HostPath = "/tmp", Propagation = (MountPropagation)9 })),
+            ("mount source below a file", "config.mounts[0].host_path", c => c.Mounts.Add(new Mount { ContainerPath = "/m", HostPath = "/etc/passwd/criruntime-x" })),
             ("relative device container_path", "config.devices[0].container_path", c => c.Devices.Add(new Device { ContainerPath = "dev/null2", HostPath = "/dev/null", Permissions = "rw" })),
             ("device container_path with ..", "config.devices[0].container_path", c => c.Devices.Add(new Device { ContainerPath = "/dev/../etc/null2", HostPath = "/dev/null", Permissions = "rw" })),
         };

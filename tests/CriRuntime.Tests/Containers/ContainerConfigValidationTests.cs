@@ -203,6 +203,13 @@ public sealed class ContainerConfigValidationTests
         var elsewhere = Kubelet();
         elsewhere.Mounts.Add(new Mount { ContainerPath = "/k", HostPath = "/var/lib/new-dir" });
         ContainerConfigValidation.ValidateHostPaths(elsewhere, existing.Contains);
+        // ...unless something on the way is a file: creating it could never work.
+        var underFile = Kubelet();
+        underFile.Mounts.Add(new Mount { ContainerPath = "/k", HostPath = "/etc/passwd/x/y" });
+        existing.Add("/etc/passwd");
+        var notDir = Assert.Throws<InvalidArgumentException>(() => ContainerConfigValidation.ValidateHostPaths(underFile, existing.Contains, p => p != "/etc/passwd"));
+        Assert.Contains("config.mounts[1].host_path '/etc/passwd/x/y' does not exist and cannot be created: /etc/passwd is not a directory", notDir.Message);
+        ContainerConfigValidation.ValidateHostPaths(elsewhere, existing.Contains, _ => true);
         Assert.False(ContainerConfigValidation.IsUnderKernelTree("/processes"));
         Assert.False(ContainerConfigValidation.IsUnderKernelTree("/system"));
     }
