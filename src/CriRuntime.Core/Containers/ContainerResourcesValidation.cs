@@ -23,6 +23,12 @@ public static class ContainerResourcesValidation
     /// <summary>The kernel's smallest cpu.cfs_quota_us (1 ms); the kubelet never sends less.</summary>
     public const long MinCpuQuota = 1000;
 
+    /// <summary>The kernel's largest cpu.cfs_quota_us (2^44 - 1 microseconds: its bandwidth is kept in 44 bits).</summary>
+    public const long MaxCpuQuota = (1L << 44) - 1;
+
+    /// <summary>The largest cpu.shares: the kernel's v1 maximum and the kubelet's; runc's v2 conversion of a larger one fails.</summary>
+    public const long MaxCpuShares = 262_144;
+
     /// <summary>The highest CPU or memory-node number a list may name (the kernel's NR_CPUS is at most 8192).</summary>
     public const int MaxCpusetIndex = 1 << 16;
 
@@ -37,6 +43,10 @@ public static class ContainerResourcesValidation
         if (resources is null) return;
         if (resources.CpuShares < 0)
             throw new InvalidArgumentException($"{prefix}.cpu_shares {resources.CpuShares} is negative; give a positive weight, or 0 for the default");
+        if (resources.CpuShares > MaxCpuShares)
+            throw new InvalidArgumentException($"{prefix}.cpu_shares {resources.CpuShares} is above the kernel's maximum of {MaxCpuShares}");
+        if (resources.CpuQuota > MaxCpuQuota)
+            throw new InvalidArgumentException($"{prefix}.cpu_quota {resources.CpuQuota} is above the kernel's maximum of {MaxCpuQuota} microseconds");
         if (resources.CpuQuota < 0)
             throw new InvalidArgumentException($"{prefix}.cpu_quota {resources.CpuQuota} is negative; give microseconds per period, or 0 for no limit");
         if (resources.CpuQuota is > 0 and < MinCpuQuota)

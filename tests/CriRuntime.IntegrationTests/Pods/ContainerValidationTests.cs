@@ -56,6 +56,7 @@ public sealed class ContainerValidationTests(RegistryFixture registry, ITestOutp
             ("env key with NUL", "config.envs[0].key", c => c.Envs.Add(new KeyValue { Key = "A\0B" })),
             ("negative cpu_shares", "cpu_shares", c => c.Linux.Resources.CpuShares = -5),
             ("negative cpu_quota", "cpu_quota", c => c.Linux.Resources.CpuQuota = -100),
+            ("cpu_quota above the kernel's maximum", "cpu_quota", c => c.Linux.Resources.CpuQuota = long.MaxValue),
             ("4 KiB memory limit", "memory_limit_in_bytes", c => c.Linux.Resources.MemoryLimitInBytes = 4096),
             ("malformed cpuset_cpus", "cpuset_cpus", c => c.Linux.Resources.CpusetCpus = "0-x"),
             ("malformed cpuset_mems", "cpuset_mems", c => c.Linux.Resources.CpusetMems = "1-0"),

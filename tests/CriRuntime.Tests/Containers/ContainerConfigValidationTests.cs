@@ -63,6 +63,8 @@ public sealed class ContainerConfigValidationTests
     [InlineData("cpu_shares", "config.linux.resources.cpu_shares -2")]
     [InlineData("cpu_quota", "config.linux.resources.cpu_quota -1")]
     [InlineData("cpu_quota_small", "config.linux.resources.cpu_quota 10")]
+    [InlineData("cpu_quota_huge", "config.linux.resources.cpu_quota 9223372036854775807 is above")]
+    [InlineData("cpu_shares_huge", "config.linux.resources.cpu_shares 262145 is above")]
     [InlineData("cpu_period", "config.linux.resources.cpu_period 5")]
     [InlineData("memory_negative", "config.linux.resources.memory_limit_in_bytes -5")]
     [InlineData("memory_small", "config.linux.resources.memory_limit_in_bytes 4096")]
@@ -102,6 +104,8 @@ public sealed class ContainerConfigValidationTests
             case "cpu_shares": r.CpuShares = -2; break;
             case "cpu_quota": r.CpuQuota = -1; break;
             case "cpu_quota_small": r.CpuQuota = 10; break;
+            case "cpu_quota_huge": r.CpuQuota = long.MaxValue; break;
+            case "cpu_shares_huge": r.CpuShares = 262_145; break;
             case "cpu_period": r.CpuPeriod = 5; break;
             case "memory_negative": r.MemoryLimitInBytes = -5; break;
             case "memory_small": r.MemoryLimitInBytes = 4096; r.MemorySwapLimitInBytes = 0; break;
@@ -179,6 +183,8 @@ public sealed class ContainerConfigValidationTests
         var e = Assert.Throws<InvalidArgumentException>(() => ContainerResourcesValidation.Validate(bad, "linux", cgroupV2: false, NodePageSizes));
         Assert.Contains("linux.cpuset_cpus 'zz'", e.Message);
         ContainerResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = 20_000, CpuPeriod = 100_000, MemoryLimitInBytes = 64 << 20 }, "linux", false, NodePageSizes);
+        // The extremes the kernel takes.
+        ContainerResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = (1L << 44) - 1, CpuShares = 262_144, CpuPeriod = 1_000_000, MemoryLimitInBytes = long.MaxValue }, "linux", false, NodePageSizes);
     }
 
     [Fact]
