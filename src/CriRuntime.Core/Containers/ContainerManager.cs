@@ -39,6 +39,8 @@ public sealed class ContainerManager : IImagesInUse
     private readonly ILogger logger;
     private readonly string bundlesDir;
     private readonly string containersDir;
+    // The node's huge page sizes do not change while it runs.
+    private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => ContainerResourcesValidation.HostHugepageSizes());
 
     public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageStore images, LayerStore layers, IContainerRuntimes runtimes,
         Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
@@ -83,6 +85,8 @@ public sealed class ContainerManager : IImagesInUse
         if (string.IsNullOrWhiteSpace(containerConfig.Image?.Image))
             throw new InvalidArgumentException("config.image.image is empty: name the image to run (as pulled, or its id)");
         ContainerConfigLimits.Validate(containerConfig);
+        ContainerConfigValidation.Validate(containerConfig, cgroups.IsUnified, hugepageSizes.Value);
+        ContainerConfigValidation.ValidateHostPaths(containerConfig, HostPathResolves, Directory.Exists);
 
         var pod = pods.Get(podSandboxId);
         RequireAcceptsContainers(pod, "created");
@@ -194,6 +198,20 @@ public sealed class ContainerManager : IImagesInUse
             await DiscardAsync(container, CancellationToken.None).ConfigureAwait(false);
             reservedNames.TryRemove(new KeyValuePair<string, string>(key, id));
             throw;
+        }
+    }
+
+    /// <summary>Whether a host path names something that exists, following symlinks (a dangling one does not).</summary>
+    private static bool HostPathResolves(string path)
+    {
+        try
+        {
+            Files.RealPath(path);
+            return true;
+        }
+        catch (NativeException e) when (e.Errno is Errno.ENOENT or Errno.ENOTDIR)
+        {
+            return false;
         }
     }
 
@@ -329,6 +347,7 @@ public sealed class ContainerManager : IImagesInUse
 
     public async Task UpdateResourcesAsync(string containerId, LinuxContainerResources resources, CancellationToken cancellationToken)
     {
+        ContainerResourcesValidation.Validate(resources, "linux", cgroups.IsUnified, hugepageSizes.Value);
         var container = Get(containerId);
         using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
         container = Get(container.Id);

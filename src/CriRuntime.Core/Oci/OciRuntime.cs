@@ -109,7 +109,10 @@ public sealed class OciRuntime
         ValidateId(id);
         if (cmd.Count == 0 || string.IsNullOrEmpty(cmd[0])) throw new InvalidArgumentException("exec needs a command");
         string pidFile = Path.Combine(Path.GetTempPath(), $"criruntime-exec-{id[..Math.Min(12, id.Length)]}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}.pid");
-        List<string> args = ["exec", "--pid-file", pidFile, id, .. cmd];
+        // The runtime's own errors go to this file (global options come before the command), where the command cannot
+        // imitate them: see ExecStartFailure.
+        string logFile = Path.ChangeExtension(pidFile, ".log");
+        List<string> args = ["--log", logFile, "--log-format", "json", "exec", "--pid-file", pidFile, id, .. cmd];
         using var process = StartRuntime(args, redirectStdin: false);
         var stdout = ReadCappedAsync(process.StandardOutput.BaseStream, ExecOutputLimit);
         var stderr = ReadCappedAsync(process.StandardError.BaseStream, ExecOutputLimit);
@@ -131,11 +134,14 @@ public sealed class OciRuntime
                 ct.ThrowIfCancellationRequested();
                 throw new TimeoutException($"timeout {timeout.TotalSeconds:0.###}s exceeded: command {Quote(cmd)} in container {id} did not finish in time and was killed");
             }
+            if (process.ExitCode == 255 && ExecStartFailure.FromRuntimeLog(HandlerName, id, cmd[0], ReadHead(logFile, ExecStartFailure.MaxLogBytes)) is { } failure)
+                throw failure;
             return new ExecResult(await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false), process.ExitCode);
         }
         finally
         {
             DeleteIgnoringErrors(pidFile);
+            DeleteIgnoringErrors(logFile);
         }
     }
 
@@ -280,6 +286,23 @@ public sealed class OciRuntime
         }
         catch (FileNotFoundException) { return null; }
         catch (DirectoryNotFoundException) { return null; }
+    }
+
+    /// <summary>The first <paramref name="limit"/> bytes of a file as text; empty when it is not there.</summary>
+    private static string ReadHead(string path, int limit)
+    {
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+            var buffer = new byte[limit];
+            int total = 0, n;
+            while (total < limit && (n = file.Read(buffer, total, limit - total)) > 0) total += n;
+            return Encoding.UTF8.GetString(buffer, 0, total);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return "";
+        }
     }
 
     /// <summary>Reads a stream to its end, keeping the first <paramref name="limit"/> bytes.</summary>

@@ -90,6 +90,7 @@ public sealed class PodSandboxManager
     public async Task<PodSandboxRecord> RunAsync(PodSandboxConfig podConfig, string? runtimeHandler, CancellationToken cancellationToken)
     {
         Validate(podConfig);
+        PortMappingValidation.Validate(podConfig.PortMappings);
         var runtime = runtimes.Resolve(runtimeHandler);
         string key = PodSandboxRecord.ReservationKeyOf(podConfig.Metadata);
         string id = ObjectIds.New();

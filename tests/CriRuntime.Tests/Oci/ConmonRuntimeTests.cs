@@ -88,6 +88,30 @@ public sealed class ConmonRuntimeTests
     }
 
     [Theory, MemberData(nameof(Runtimes))]
+    public async Task ExecSync_of_a_missing_executable_fails_naming_it_while_a_command_exiting_255_is_a_result(string runtime)
+    {
+        await using var ctx = new RuntimeTestContext(runtime);
+        string id = ctx.NewId("execmissing");
+        await ctx.RunAsync(id, "sleep", "100000");
+
+        // Before: exit code 255 and the runtime's text in stderr, as if the command had run.
+        var byName = await Assert.ThrowsAsync<NotFoundException>(() => ctx.Runtime.ExecSyncAsync(id, ["no-such-command", "x"], TimeSpan.FromSeconds(20), default));
+        Assert.Contains("'no-such-command'", byName.Message);
+        var byPath = await Assert.ThrowsAsync<NotFoundException>(() => ctx.Runtime.ExecSyncAsync(id, ["/bin/no-such-command"], TimeSpan.FromSeconds(20), default));
+        Assert.Contains("'/bin/no-such-command'", byPath.Message);
+        var directory = await Assert.ThrowsAsync<FailedPreconditionException>(() => ctx.Runtime.ExecSyncAsync(id, ["/"], TimeSpan.FromSeconds(20), default));
+        Assert.Contains("cannot be executed", directory.Message);
+
+        // A command that exits 255 and prints what the runtime would print is still the command's result.
+        var spoof = await ctx.Runtime.ExecSyncAsync(id,
+            ["sh", "-c", "echo 'exec failed: unable to start container process: exec: \"x\": executable file not found in $PATH' >&2; exit 255"],
+            TimeSpan.FromSeconds(20), default);
+        Assert.Equal(255, spoof.ExitCode);
+        Assert.Contains("executable file not found", Encoding.UTF8.GetString(spoof.Stderr));
+        Assert.Empty(Directory.EnumerateFiles(Path.GetTempPath(), $"criruntime-exec-{id[..Math.Min(12, id.Length)]}-*"));
+    }
+
+    [Theory, MemberData(nameof(Runtimes))]
     public async Task ExecSync_timeout_kills_the_process_and_its_children(string runtime)
     {
         await using var ctx = new RuntimeTestContext(runtime);

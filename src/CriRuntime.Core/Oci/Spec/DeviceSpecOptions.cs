@@ -25,7 +25,12 @@ internal static class DeviceSpecOptions
             string permissions = string.IsNullOrEmpty(device.Permissions) ? "rwm" : device.Permissions;
             if (permissions.Any(c => c is not ('r' or 'w' or 'm')))
                 throw new InvalidArgumentException($"device {device.HostPath}: invalid permissions '{device.Permissions}' (letters r, w, m)");
-            string hostPath = Files.RealPath(device.HostPath);
+            string hostPath;
+            try { hostPath = Files.RealPath(device.HostPath); }
+            catch (NativeException e) when (e.Errno is Errno.ENOENT or Errno.ENOTDIR)
+            {
+                throw new NotFoundException($"device host path {device.HostPath} does not exist on this node");
+            }
             var st = Files.Lstat(hostPath);
             IEnumerable<(string Host, FileStatus Status)> nodes = st.IsDirectory
                 ? EnumerateDeviceNodes(hostPath)

@@ -80,6 +80,9 @@ internal static class MountSpecOptions
             // Like containerd (and kubelet's expectations for hostPath volumes): a missing host path is created as a directory.
             if (Files.TryLstat(source) is null)
             {
+                // The kernel makes what is under /proc and /sys; creating there is never right (CreateContainer checks first).
+                if (Containers.ContainerConfigValidation.IsUnderKernelTree(source))
+                    throw new InvalidArgumentException($"mount {m.ContainerPath}: host path {source} does not exist, and entries under /proc and /sys cannot be created");
                 try { Directory.CreateDirectory(source); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
