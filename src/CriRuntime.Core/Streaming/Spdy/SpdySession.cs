@@ -75,6 +75,7 @@ public sealed class SpdySession : IAsyncDisposable
     private bool ended;
     private int peerStreamCount;
     private Task? readLoop;
+    private Task announced = Task.CompletedTask;
 
     public SpdySession(Stream transport, SpdyRole role, SpdySessionOptions? options = null, ILogger? logger = null)
     {
@@ -108,12 +109,16 @@ public sealed class SpdySession : IAsyncDisposable
     {
         if (readLoop != null) throw new InvalidOperationException("the session is already started");
         TouchIdle();
+        // SETTINGS goes out before anything else this side sends (OpenStreamAsync waits for it).
+        if (Options.AnnounceFlowControl)
+            announced = SendAsync(new SpdySettingsFrame(0, [new SpdySetting(0, (uint)SpdySettingId.InitialWindowSize, (uint)Options.InitialWindow)]), lifetime.Token).AsTask();
         readLoop = Task.Run(ReadLoopAsync);
     }
 
     /// <summary>Opens a stream (SYN_STREAM). <see cref="SpdyStream.Reply"/> completes when the peer answers.</summary>
     public async ValueTask<SpdyStream> OpenStreamAsync(IReadOnlyList<SpdyHeader> headers, bool fin = false, CancellationToken cancellationToken = default)
     {
+        await announced.WaitAsync(cancellationToken).ConfigureAwait(false);
         // Ids must reach the wire in increasing order, so allocation and sending share the write lock.
         await writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -223,8 +228,6 @@ public sealed class SpdySession : IAsyncDisposable
         Exception? error = null;
         try
         {
-            if (Options.AnnounceFlowControl)
-                await SendAsync(new SpdySettingsFrame(0, [new SpdySetting(0, (uint)SpdySettingId.InitialWindowSize, (uint)Options.InitialWindow)]), linked.Token).ConfigureAwait(false);
             while (true)
             {
                 var frame = await reader.ReadFrameAsync(linked.Token).ConfigureAwait(false);
