@@ -13,6 +13,7 @@ using CriRuntime.Pods;
 using CriRuntime.Server;
 using CriRuntime.Stats;
 using CriRuntime.Storage;
+using CriRuntime.Streaming;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -89,6 +90,21 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
+        // The streaming server (its own listener on [streaming] address). No handler is registered yet: until exec,
+        // attach and port-forward are wired, their RPCs answer UNIMPLEMENTED and issue no tokens.
+        StreamingServer streaming;
+        try
+        {
+            streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
+                new Dictionary<StreamingKind, IStreamingHandler>(), app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            UnixSocketListener.Remove(config.Socket);
+            throw;
+        }
+        await using var streamingServer = streaming.ConfigureAwait(false);
+
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
         if (metricsEndpoint is not null)
@@ -139,6 +155,7 @@ internal static class Daemon
         services.AddSingleton<ExitMonitor>();
         services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();
+        services.AddSingleton(_ => new StreamingRequestCache());
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)
