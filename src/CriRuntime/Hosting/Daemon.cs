@@ -90,13 +90,15 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
-        // The streaming server (its own listener on [streaming] address). No handler is registered yet: until exec,
-        // attach and port-forward are wired, their RPCs answer UNIMPLEMENTED and issue no tokens.
+        // The streaming server (its own listener on [streaming] address). Attach and port-forward have no handler
+        // yet: their RPCs answer UNIMPLEMENTED and issue no tokens.
         StreamingServer streaming;
         try
         {
             streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
-                new Dictionary<StreamingKind, IStreamingHandler>(), app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+                new Dictionary<StreamingKind, IStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>() },
+                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+            app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
         }
         catch
         {
@@ -156,6 +158,8 @@ internal static class Daemon
         services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();
         services.AddSingleton(_ => new StreamingRequestCache());
+        services.AddSingleton<StreamingEndpoint>();
+        services.AddSingleton<ExecHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)

@@ -195,8 +195,11 @@ internal sealed class StreamingServer : IAsyncDisposable
             try
             {
                 await handler.ServeAsync(new StreamingConnection(request, protocol, session, TimeSpan.FromSeconds(config.StreamCreationTimeoutSeconds)), linked.Token).ConfigureAwait(false);
+                // Let the client close first once it has read everything: closing a socket it still writes to
+                // (a late WINDOW_UPDATE) could reset the connection before it read the last frames.
+                await session.Completion.WaitAsync(TimeSpan.FromSeconds(1), linked.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or SpdyStreamClosedException or IOException)
+            catch (Exception e) when (e is OperationCanceledException or TimeoutException or SpdyStreamClosedException or IOException)
             {
                 logger.LogDebug("{Kind} streaming connection ended: {Message}", kind, e.Message);
             }

@@ -101,6 +101,38 @@ public class SpdySessionTests
     }
 
     [Fact]
+    public async Task Sessions_that_announce_nothing_move_a_megabyte_both_ways_at_once()
+    {
+        // Each side sends WINDOW_UPDATE as it reads, so each starts keeping to the other's windows part-way
+        // through; neither may then treat the other's earlier sending as an overrun.
+        var (c, s) = await ConnectedPairAsync();
+        await using var client = new SpdySession(c, SpdyRole.Client);
+        await using var server = new SpdySession(s, SpdyRole.Server);
+        client.Start();
+        server.Start();
+        var up = await client.OpenStreamAsync([new("streamtype", "stdin")]);
+        var down = await client.OpenStreamAsync([new("streamtype", "stdout")]);
+        var upAccepted = (await server.AcceptStreamAsync().AsTask().WaitAsync(Wait))!;
+        var downAccepted = (await server.AcceptStreamAsync().AsTask().WaitAsync(Wait))!;
+        await upAccepted.ReplyAsync();
+        await downAccepted.ReplyAsync();
+        var payload = new byte[1 << 20];
+        Random.Shared.NextBytes(payload);
+        async Task SendAsync(SpdyStream stream)
+        {
+            await stream.WriteAsync(payload);
+            await stream.CloseWriteAsync();
+        }
+        var sends = Task.WhenAll(Task.Run(() => SendAsync(up)), Task.Run(() => SendAsync(downAccepted)));
+        var received = await Task.WhenAll(ReadAllAsync(upAccepted), ReadAllAsync(down));
+        await sends.WaitAsync(Wait);
+        Assert.Equal(payload, received[0]);
+        Assert.Equal(payload, received[1]);
+        Assert.Null(client.Error);
+        Assert.Null(server.Error);
+    }
+
+    [Fact]
     public async Task A_peer_that_announces_flow_control_is_never_sent_more_than_its_window()
     {
         var (c, s) = await ConnectedPairAsync();

@@ -42,10 +42,11 @@ public sealed record SpdySessionOptions
 /// Flow control. SPDY/3.1 gives every stream and the session a 64 KiB window that WINDOW_UPDATE reopens. The peers
 /// that matter here (moby/spdystream in the kubelet, crictl, kubectl and the API server) never send WINDOW_UPDATE
 /// and ignore it, so enforcing the windows against them would stall every stream after 64 KiB. This session
-/// therefore keeps the windows exactly and sends WINDOW_UPDATE as data is consumed, but holds a peer to its windows
-/// (and itself to the peer's) only once the peer has shown it does flow control, by a SETTINGS
-/// INITIAL_WINDOW_SIZE or a WINDOW_UPDATE. Until then a stream that has buffered a full window stops the reader
-/// loop, so TCP pushes back on the peer: memory per stream stays bounded either way.
+/// therefore keeps the windows exactly and always sends WINDOW_UPDATE as data is consumed, but holds itself to the
+/// peer's windows only once the peer has shown it grants them (a SETTINGS INITIAL_WINDOW_SIZE or a WINDOW_UPDATE)
+/// or this side announced flow control itself, and holds the peer to this side's windows (RST_STREAM
+/// FLOW_CONTROL_ERROR) only if the peer announced it with SETTINGS. Otherwise a stream that has buffered a full
+/// window stops the reader loop, so TCP pushes back on the peer: memory per stream stays bounded either way.
 /// </remarks>
 public sealed class SpdySession : IAsyncDisposable
 {
@@ -95,8 +96,13 @@ public sealed class SpdySession : IAsyncDisposable
 
     public SpdySessionOptions Options { get; }
 
-    /// <summary>True once the peer has sent SETTINGS INITIAL_WINDOW_SIZE or WINDOW_UPDATE: windows are enforced both ways.</summary>
+    /// <summary>True once the peer has sent SETTINGS INITIAL_WINDOW_SIZE or WINDOW_UPDATE: this side then keeps to the peer's windows.</summary>
     public bool PeerUsesFlowControl { get; private set; }
+
+    /// <summary>True once the peer has sent SETTINGS INITIAL_WINDOW_SIZE: it keeps to this side's windows from the start, and overrunning one is an error.</summary>
+    public bool PeerAnnouncedFlowControl { get; private set; }
+
+    private bool EnforceSendWindow => PeerUsesFlowControl || Options.AnnounceFlowControl;
 
     /// <summary>The session error that ended the connection, if one did.</summary>
     public Exception? Error { get; private set; }
@@ -441,7 +447,7 @@ public sealed class SpdySession : IAsyncDisposable
             await ResetStreamAsync(stream, SpdyRstStatus.StreamAlreadyClosed, cancellationToken).ConfigureAwait(false);
             return;
         }
-        if (!stream.Enqueue(data.Data, PeerUsesFlowControl))
+        if (!stream.Enqueue(data.Data, PeerAnnouncedFlowControl))
         {
             // A peer that does flow control sent past the window it was given.
             await ResetStreamAsync(stream, SpdyRstStatus.FlowControlError, cancellationToken).ConfigureAwait(false);
@@ -450,7 +456,7 @@ public sealed class SpdySession : IAsyncDisposable
         if (data.Flags.HasFlag(SpdyFlags.Fin)) OnRemoteFin(stream);
         // Backpressure for peers that ignore windows: stop reading the connection until the stream's reader has
         // taken this stream below a window's worth of buffered data.
-        if (!PeerUsesFlowControl) await stream.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        if (!PeerAnnouncedFlowControl) await stream.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private void OnSettings(SpdySettingsFrame settings)
@@ -464,6 +470,7 @@ public sealed class SpdySession : IAsyncDisposable
                 var delta = setting.Value - peerInitialWindow;
                 peerInitialWindow = setting.Value;
                 PeerUsesFlowControl = true;
+                PeerAnnouncedFlowControl = true;
                 // The new initial window applies to open streams too, by the difference.
                 foreach (var stream in streams.Values) stream.SendWindow += delta;
                 PulseWindows();
@@ -597,9 +604,9 @@ public sealed class SpdySession : IAsyncDisposable
                 if (ended) throw new SpdyStreamClosedException("the SPDY connection has ended");
                 stream.ThrowIfCannotWrite();
                 var room = Math.Min(stream.SendWindow, sessionSendWindow);
-                if (!PeerUsesFlowControl || room > 0)
+                if (!EnforceSendWindow || room > 0)
                 {
-                    var granted = PeerUsesFlowControl ? (int)Math.Min(wanted, room) : wanted;
+                    var granted = EnforceSendWindow ? (int)Math.Min(wanted, room) : wanted;
                     // Windows are kept exact even while not enforced, so they are right once the peer turns out to use them.
                     stream.SendWindow -= granted;
                     sessionSendWindow -= granted;
