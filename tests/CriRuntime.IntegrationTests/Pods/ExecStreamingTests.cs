@@ -68,6 +68,30 @@ public sealed class ExecStreamingTests(RegistryFixture registry, ITestOutputHelp
     }
 
     [Fact]
+    public async Task Exec_ClientThatGoesAway_KillsTheCommandAndItsChildren()
+    {
+        await StartPodDaemonAsync();
+        var pod = await RunPodAsync("exec-gone");
+        string id = await CreateAndStartAsync(pod, "target", ["sleep", "3600"]);
+        using var timeout = new CancellationTokenSource(Bound);
+
+        // A shell with a child: both must go when the client does.
+        var response = await Runtime.ExecAsync(new ExecRequest { ContainerId = id, Cmd = { "sh", "-c", "sleep 4242 & echo started; wait" }, Stdout = true });
+        var upgrade = await SpdyStreamingClient.ConnectAsync(response.Url, ["v4.channel.k8s.io"], timeout.Token);
+        var session = upgrade.Session!;
+        await session.OpenAsync("error", timeout.Token);
+        var stdout = await session.OpenAsync("stdout", timeout.Token);
+        var first = new byte[8];
+        Assert.Equal("started\n", Encoding.ASCII.GetString(first, 0, await stdout.ReadAsync(first, timeout.Token)));
+        Assert.Contains("sleep 4242", await ExecOkAsync(id, "ps", "-o", "args"));
+
+        // The client dies without a word: the connection just closes.
+        await session.DisposeAsync();
+        bool gone = await EventuallyAsync(async () => !(await ExecOkAsync(id, "ps", "-o", "args")).Contains("4242"), TimeSpan.FromSeconds(20));
+        Assert.True(gone, $"the exec'd processes outlived their client:\n{await ExecOkAsync(id, "ps", "-o", "args")}");
+    }
+
+    [Fact]
     public async Task Exec_RefusesTtyForNow_AndContainersThatDoNotRun()
     {
         await StartPodDaemonAsync();
