@@ -49,6 +49,7 @@ public static class ConfigLoader
     private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "handlers"];
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
+    private static readonly string[] StreamingKeys = ["address", "idle_timeout_seconds", "stream_creation_timeout_seconds", "tls_cert_file", "tls_key_file"];
 
     /// <summary>The log levels <c>log_level</c> accepts.</summary>
     public static IReadOnlyList<string> LogLevels { get; } = ["trace", "debug", "info", "warning", "error"];
@@ -62,7 +63,7 @@ public static class ConfigLoader
         .. CniKeys.Select(k => "cni." + k),
         .. RuntimeKeys.Where(k => k != "handlers").Select(k => "runtime." + k),
         "runtime.handlers.NAME.path",
-        "streaming.address",
+        .. StreamingKeys.Select(k => "streaming." + k),
         "metrics.address",
     ];
 
@@ -111,9 +112,7 @@ public static class ConfigLoader
                 case "images": ReadImages(doc, doc.Table(root, "", key, value), config.Images); break;
                 case "cni": ReadCni(doc, doc.Table(root, "", key, value), config.Cni); break;
                 case "runtime": ReadRuntime(doc, doc.Table(root, "", key, value), config.Runtime); break;
-                case "streaming":
-                    config.Streaming.Address = ReadAddressSection(doc, doc.Table(root, "", key, value), "streaming", allowEmpty: false) ?? config.Streaming.Address;
-                    break;
+                case "streaming": ReadStreaming(doc, doc.Table(root, "", key, value), config.Streaming); break;
                 case "metrics":
                     config.Metrics.Address = ReadAddressSection(doc, doc.Table(root, "", key, value), "metrics", allowEmpty: true) ?? config.Metrics.Address;
                     break;
@@ -253,6 +252,40 @@ public static class ConfigLoader
                     break;
                 }
                 default: throw doc.Unknown(table, p, key, RuntimeKeys, AllKeys);
+            }
+        }
+    }
+
+    private static void ReadStreaming(TomlDocument doc, TomlTable table, StreamingSection section)
+    {
+        const string p = "streaming.";
+        foreach (var (key, value) in table)
+        {
+            switch (key)
+            {
+                case "address":
+                {
+                    string address = doc.String(table, p, key, value);
+                    if (ValidateAddress(address) is { } problem) throw doc.Error(table, p, key, $"is '{address}': {problem}");
+                    section.Address = address;
+                    break;
+                }
+                case "idle_timeout_seconds": section.IdleTimeoutSeconds = doc.Int(table, p, key, value, 1, int.MaxValue / 1000); break;
+                case "stream_creation_timeout_seconds": section.StreamCreationTimeoutSeconds = doc.Int(table, p, key, value, 1, 3600); break;
+                // Both TLS files or neither: checked when the streaming server starts (it names both keys).
+                case "tls_cert_file":
+                {
+                    string path = doc.String(table, p, key, value);
+                    section.TlsCertFile = path.Length == 0 ? "" : doc.AbsolutePath(table, p, key, value);
+                    break;
+                }
+                case "tls_key_file":
+                {
+                    string path = doc.String(table, p, key, value);
+                    section.TlsKeyFile = path.Length == 0 ? "" : doc.AbsolutePath(table, p, key, value);
+                    break;
+                }
+                default: throw doc.Unknown(table, p, key, StreamingKeys, AllKeys);
             }
         }
     }

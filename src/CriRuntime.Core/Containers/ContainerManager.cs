@@ -335,6 +335,24 @@ public sealed class ContainerManager : IImagesInUse
         return await runtimes.Resolve(container.RuntimeHandler).ExecSyncAsync(container.Id, command, timeout, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Checks that an exec into <paramref name="containerId"/> can start now (it exists and runs).</summary>
+    public void RequireRunningForExec(string containerId)
+    {
+        var container = Get(containerId);
+        if (container.Phase != ContainerPhase.Running)
+            throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}; commands can only be executed in a running container");
+    }
+
+    /// <summary>Runs a command in a running container with streamed stdio (the streaming server's exec); returns its exit code.</summary>
+    public async Task<int> ExecStreamingAsync(string containerId, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken cancellationToken)
+    {
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0]))
+            throw new InvalidArgumentException("cmd is empty: give the command to run in the container");
+        RequireRunningForExec(containerId);
+        var container = Get(containerId);
+        return await runtimes.Resolve(container.RuntimeHandler).ExecStreamingAsync(container.Id, command, stdio, cancellationToken).ConfigureAwait(false);
+    }
+
     public async Task ReopenLogAsync(string containerId, CancellationToken cancellationToken)
     {
         var container = Get(containerId);

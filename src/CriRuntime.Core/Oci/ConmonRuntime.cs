@@ -34,6 +34,9 @@ public sealed class ConmonRuntime(OciRuntime runtime, Conmon conmon) : IContaine
     public Task<ExecResult> ExecSyncAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken ct) =>
         runtime.ExecSyncAsync(id, command, timeout, ct);
 
+    public Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct) =>
+        runtime.ExecStreamingAsync(id, command, stdio, ct);
+
     public Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct) =>
         runtime.UpdateResourcesAsync(id, resources, ct);
 

@@ -49,6 +49,9 @@ public interface IContainerRuntime
     /// <summary>Runs a command in the container and returns its output; a positive timeout kills it when it passes.</summary>
     Task<ExecResult> ExecSyncAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken ct);
 
+    /// <summary>Runs a command in the container with its stdio streamed through <paramref name="stdio"/>; returns its exit code. Cancellation kills it.</summary>
+    Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct);
+
     /// <summary>Applies new resource limits to the container.</summary>
     Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct);
 
@@ -66,3 +69,13 @@ public interface IContainerRuntimes
     /// <summary>The runtime for a CRI runtime_handler; "" or null means the default.</summary>
     IContainerRuntime Resolve(string? handler);
 }
+
+/// <summary>
+/// Where a streamed exec's stdio goes: stdin is read from <see cref="ReadStdin"/> until it returns 0; stdout and
+/// stderr are written, chunk by chunk, as the process produces them (never buffered whole). A null member is not
+/// connected (the process's stdin is then /dev/null; its output is discarded).
+/// </summary>
+public sealed record ExecStdio(
+    Func<Memory<byte>, CancellationToken, ValueTask<int>>? ReadStdin,
+    Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask>? WriteStdout,
+    Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask>? WriteStderr);

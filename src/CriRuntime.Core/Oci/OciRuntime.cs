@@ -145,6 +145,77 @@ public sealed class OciRuntime
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="cmd"/> in the container (<c>runtime exec</c>, a child of the daemon) with stdio pumped
+    /// through <paramref name="stdio"/> in 32 KiB chunks, and returns its exit code. Cancellation (the client went
+    /// away) kills the process and its descendants, as containerd does, and then throws.
+    /// </summary>
+    public async Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> cmd, ExecStdio stdio, CancellationToken ct)
+    {
+        ValidateId(id);
+        if (cmd.Count == 0 || string.IsNullOrEmpty(cmd[0])) throw new InvalidArgumentException("exec needs a command");
+        string pidFile = Path.Combine(Path.GetTempPath(), $"criruntime-exec-{id[..Math.Min(12, id.Length)]}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}.pid");
+        List<string> args = ["exec", "--pid-file", pidFile, id, .. cmd];
+        using var process = StartRuntime(args, redirectStdin: true);
+        using var pumps = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var stdout = PumpOutputAsync(process.StandardOutput.BaseStream, stdio.WriteStdout, pumps.Token);
+        var stderr = PumpOutputAsync(process.StandardError.BaseStream, stdio.WriteStderr, pumps.Token);
+        var stdin = PumpStdinAsync(process.StandardInput.BaseStream, stdio.ReadStdin, pumps.Token);
+        try
+        {
+            try
+            {
+                await process.WaitForExitAsync(ct).ConfigureAwait(false);
+                // Output a background child still holds open is streamed until it closes or the client leaves.
+                await Task.WhenAll(stdout, stderr).WaitAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception) when (ct.IsCancellationRequested || process.HasExited is false)
+            {
+                await KillExecAsync(process, pidFile, id).ConfigureAwait(false);
+                throw;
+            }
+            return process.ExitCode;
+        }
+        finally
+        {
+            pumps.Cancel();
+            try { await stdin.ConfigureAwait(false); } catch (Exception) { }
+            DeleteIgnoringErrors(pidFile);
+        }
+    }
+
+    private static async Task PumpOutputAsync(Stream from, Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask>? to, CancellationToken ct)
+    {
+        var buffer = new byte[32 * 1024];
+        int n;
+        while ((n = await from.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+            if (to != null) await to(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+    }
+
+    private static async Task PumpStdinAsync(Stream to, Func<Memory<byte>, CancellationToken, ValueTask<int>>? from, CancellationToken ct)
+    {
+        try
+        {
+            if (from == null) return;
+            var buffer = new byte[32 * 1024];
+            int n;
+            while ((n = await from(buffer, ct).ConfigureAwait(false)) > 0)
+            {
+                await to.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                await to.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+        catch (IOException)
+        {
+            // The process closed its stdin (or exited): nothing more to give it.
+        }
+        finally
+        {
+            // EOF on the process's stdin once the client finished its stdin (or there is none).
+            try { to.Close(); } catch (IOException) { }
+        }
+    }
+
     /// <summary>Applies new resource limits to a running container (<c>runtime update --resources</c>).</summary>
     public async Task UpdateResourcesAsync(string id, global::Runtime.V1.LinuxContainerResources resources, CancellationToken ct)
     {

@@ -14,6 +14,7 @@ using CriRuntime.Recovery;
 using CriRuntime.Server;
 using CriRuntime.Stats;
 using CriRuntime.Storage;
+using CriRuntime.Streaming;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -88,6 +89,23 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
+        // The streaming server (its own listener on [streaming] address). Attach and port-forward have no handler
+        // yet: their RPCs answer UNIMPLEMENTED and issue no tokens.
+        StreamingServer streaming;
+        try
+        {
+            streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
+                new Dictionary<StreamingKind, IStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>() },
+                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+            app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
+        }
+        catch
+        {
+            UnixSocketListener.Remove(config.Socket);
+            throw;
+        }
+        await using var streamingServer = streaming.ConfigureAwait(false);
+
         app.MapGrpcService<CriRuntimeService>();
         app.MapGrpcService<CriImageService>();
         if (metricsEndpoint is not null)
@@ -144,6 +162,9 @@ internal static class Daemon
         services.AddSingleton<StartupRecovery>();
         services.AddSingleton<StatsCollector>();
         services.AddHostedService<IdleMemoryTrimmer>();
+        services.AddSingleton(_ => new StreamingRequestCache());
+        services.AddSingleton<StreamingEndpoint>();
+        services.AddSingleton<ExecHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)

@@ -91,6 +91,9 @@ internal sealed class FakeContainerRuntime : IContainerRuntime, IContainerRuntim
     public Task<ExecResult> ExecSyncAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken ct) =>
         throw new NotSupportedException("not used by these tests");
 
+    public Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct) =>
+        throw new NotSupportedException("the lifecycle tests do not exec");
+
     public Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct) =>
         throw new NotSupportedException("not used by these tests");
 
