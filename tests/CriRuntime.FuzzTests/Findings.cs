@@ -47,16 +47,21 @@ public sealed class Findings(FuzzRun run)
         ("CreateContainer", new(@"log_path"), StatusCode.Internal, new(@"."), "wip/ctrvalidation: log_path validated (#13 item 6)"),
         // Pod-level cgroup values the kernel refuses (memory limits below the usage, swap on a host without swap accounting).
         ("RunPodSandbox", new(@"resources|overhead"), StatusCode.Internal, new(@"/sys/fs/cgroup/"), "wip/podvalidation: pod-side values validated before the pod cgroup is written (#13 items 7/8)"),
+        // Issue #13 item 4: pod metadata (name, namespace, uid) reaches CNI's CNI_ARGS unchecked ("K8S_POD_UID==").
+        ("RunPodSandbox", new(@"metadata"), StatusCode.Unknown, new(@"CNI"), "wip/podvalidation: pod metadata validated (#13 item 4)"),
         // Issue #13 item 9: a 1 MiB value echoed in the error's grpc-message header; the client refuses the answer.
         ("*", new(@"1048576 chars|1048577 chars"), StatusCode.Unavailable, new(@"HTTP headers length exceeded"), "wip/podvalidation: echoed values cut (#13 item 9)"),
         ("*", new(@"1048576 chars|1048577 chars"), StatusCode.ResourceExhausted, new(@"exceeds the maximum"), "wip/podvalidation: echoed values cut (#13 item 9)"),
     ];
 
-    public void Judge(int index, MethodDescriptor method, IReadOnlyList<string> mutations, CallOutcome outcome)
+    /// <summary>The daemon's (and Kestrel's) default limit on one request.</summary>
+    private const int MaxRequestBytes = 4 * 1024 * 1024;
+
+    public void Judge(int index, MethodDescriptor method, IReadOnlyList<string> mutations, int requestBytes, CallOutcome outcome)
     {
         string key = $"{method.Name} {outcome.Code}";
         codes[key] = codes.GetValueOrDefault(key) + 1;
-        string what = $"#{index} {method.Name}({string.Join("; ", mutations)}) -> {outcome.Code} in {outcome.Took.TotalMilliseconds:0} ms: {Cut(outcome.Detail)}";
+        string what = $"#{index} {method.Name}[{requestBytes} bytes]({string.Join("; ", mutations)}) -> {outcome.Code} in {outcome.Took.TotalMilliseconds:0} ms: {Cut(outcome.Detail)}";
         lock (log) log.Add(what);
 
         bool wrong = outcome.Code switch
@@ -67,7 +72,7 @@ public sealed class Findings(FuzzRun run)
             StatusCode.Unavailable => method.Name != "PullImage" || outcome.Detail.Contains("headers length exceeded", StringComparison.Ordinal),
             // The server's limits answer RESOURCE_EXHAUSTED with a message of their own; the client's own
             // "exceeds the maximum" means an answer (an error echoing the request) too big for a default client.
-            StatusCode.ResourceExhausted => outcome.Detail.Contains("exceeds the maximum", StringComparison.Ordinal),
+            StatusCode.ResourceExhausted => requestBytes < MaxRequestBytes && outcome.Detail.Contains("exceeds the maximum", StringComparison.Ordinal),
             _ => false,
         };
         if (!wrong) return;

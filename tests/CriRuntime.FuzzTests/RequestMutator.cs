@@ -15,7 +15,14 @@ public sealed class RequestMutator(HostileValues values)
     /// <summary>CRI messages nest about five deep (CreateContainer.config.linux.security_context.namespace_options.target_id).</summary>
     private const int MaxDepth = 7;
 
+    /// <summary>What all the entries of one blown-up repeated field may add up to: requests stay under gRPC's 4 MiB.</summary>
+    private const int ManyEntriesBudget = 2 * 1024 * 1024;
+
     private readonly Dictionary<MessageDescriptor, IReadOnlyList<FieldDescriptor[]>> pathCache = [];
+
+    // Set while the template of a blown-up repeated field is made: no 1 MiB values and no thousands inside it,
+    // else 3000 copies of it would be gigabytes.
+    private bool makingTemplate;
 
     /// <summary>Every field path of <paramref name="descriptor"/> (a path ends at any field, message fields included).</summary>
     public IReadOnlyList<FieldDescriptor[]> Paths(MessageDescriptor descriptor)
@@ -88,21 +95,25 @@ public sealed class RequestMutator(HostileValues values)
             var map = (IDictionary)field.Accessor.GetValue(message);
             var keyField = field.MessageType.FindFieldByNumber(1);
             var valueField = field.MessageType.FindFieldByNumber(2);
-            switch (rng.Next(4))
+            switch (rng.Next(makingTemplate ? 3 : 4) + (makingTemplate ? 1 : 0))
             {
                 case 0:
-                    for (int i = 0; i < HostileValues.ManyEntries; i++)
-                        map[ScalarFor(keyField, rng, i)] = Value(valueField, rng, allowHuge: false).Value;
-                    return $"{HostileValues.ManyEntries} entries";
+                {
+                    var (value, what) = Value(valueField, rng, allowHuge: false);
+                    int size = (value is string str ? System.Text.Encoding.UTF8.GetByteCount(str) : 16) + 24;
+                    int count = Math.Clamp(ManyEntriesBudget / size, 1, HostileValues.ManyEntries);
+                    for (int i = 0; i < count; i++) map[ScalarFor(keyField, rng, i)] = value;
+                    return $"{count} entries of {what}";
+                }
                 case 1:
                 {
-                    var (key, what) = Value(keyField, rng, allowHuge: true);
+                    var (key, what) = Value(keyField, rng, allowHuge: !makingTemplate);
                     map[key] = Value(valueField, rng, allowHuge: false).Value;
                     return $"{{{what}: ...}}";
                 }
                 case 2:
                 {
-                    var (value, what) = Value(valueField, rng, allowHuge: true);
+                    var (value, what) = Value(valueField, rng, allowHuge: !makingTemplate);
                     map[ScalarFor(keyField, rng, 0)] = value;
                     return $"{{k0: {what}}}";
                 }
@@ -114,19 +125,36 @@ public sealed class RequestMutator(HostileValues values)
         if (field.IsRepeated)
         {
             var list = (IList)field.Accessor.GetValue(message);
-            switch (rng.Next(3))
+            switch (rng.Next(makingTemplate ? 2 : 3) + (makingTemplate ? 1 : 0))
             {
                 case 0:
                 {
-                    // Thousands of entries: short values, so the request stays far below gRPC's 4 MiB.
-                    var (template, what) = Value(field, rng, allowHuge: false);
-                    for (int i = 0; i < HostileValues.ManyEntries; i++)
+                    // Thousands of entries of a short value, as many as fit the budget.
+                    makingTemplate = true;
+                    (object template, string what) = (null!, "");
+                    try
+                    {
+                        (template, what) = Value(field, rng, allowHuge: false);
+                    }
+                    finally
+                    {
+                        makingTemplate = false;
+                    }
+                    int size = template switch
+                    {
+                        IMessage m => m.CalculateSize() + 4,
+                        string str => System.Text.Encoding.UTF8.GetByteCount(str) + 4,
+                        ByteString b => b.Length + 4,
+                        _ => 10,
+                    };
+                    int count = Math.Clamp(ManyEntriesBudget / size, 1, HostileValues.ManyEntries);
+                    for (int i = 0; i < count; i++)
                         list.Add(template is IMessage m ? m.Descriptor.Parser.ParseFrom(m.ToByteString()) : template);
-                    return $"{HostileValues.ManyEntries} x {what}";
+                    return $"{count} x {what}";
                 }
                 case 1:
                 {
-                    var (value, what) = Value(field, rng, allowHuge: true);
+                    var (value, what) = Value(field, rng, allowHuge: !makingTemplate);
                     list.Add(value);
                     return $"[..., {what}]";
                 }
@@ -145,7 +173,7 @@ public sealed class RequestMutator(HostileValues values)
             field.Accessor.SetValue(message, NewMessage(field.MessageType));
             return "{}";
         }
-        var (scalar, description) = Value(field, rng, allowHuge: true);
+        var (scalar, description) = Value(field, rng, allowHuge: !makingTemplate);
         field.Accessor.SetValue(message, scalar);
         return description;
     }
