@@ -43,6 +43,8 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
     private readonly List<string> madePodIds = [];
     private readonly List<string> madeContainerIds = [];
     private readonly List<string> madeUids = [];
+    // Every pod and container id the run ever made (madePodIds is emptied as pods are removed after each batch).
+    private readonly HashSet<string> everMadeIds = new(StringComparer.Ordinal);
     private readonly HashSet<string> sentCgroupParents = new(StringComparer.Ordinal);
     private TestPod? fixturePod;
     private string? fixtureContainer;
@@ -165,6 +167,7 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
         {
             fixturePod = await RunPodAsync($"fz-fixture-{nameCounter++}");
             lock (madePodIds) madePodIds.Add(fixturePod.Id);
+            lock (everMadeIds) everMadeIds.Add(fixturePod.Id);
             fixtureContainer = null;
         }
 
@@ -184,6 +187,7 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
         {
             fixtureContainer = await CreateAndStartAsync(fixturePod!, $"fixture-{nameCounter++}", ["sleep", "3600"]);
             lock (madeContainerIds) madeContainerIds.Add(fixtureContainer);
+            lock (everMadeIds) everMadeIds.Add(fixtureContainer);
         }
     }
 
@@ -249,11 +253,14 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
         if (outcome.Response is RunPodSandboxResponse { PodSandboxId.Length: > 0 } ran)
         {
             lock (madePodIds) madePodIds.Add(ran.PodSandboxId);
+            lock (everMadeIds) everMadeIds.Add(ran.PodSandboxId);
             string uid = ((RunPodSandboxRequest)request).Config?.Metadata?.Uid ?? "";
             if (uid.Length is > 0 and < 256) TrackPod(uid, ran.PodSandboxId);
         }
         if (outcome.Response is CreateContainerResponse { ContainerId.Length: > 0 } created)
             lock (madeContainerIds) madeContainerIds.Add(created.ContainerId);
+        if (outcome.Response is CreateContainerResponse { ContainerId.Length: > 0 } createdToo)
+            lock (everMadeIds) everMadeIds.Add(createdToo.ContainerId);
     }
 
     // ---- after each batch
@@ -362,6 +369,7 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
             ids = [.. madePodIds, .. madeContainerIds];
             uids = [.. madeUids];
         }
+        lock (everMadeIds) ids.AddRange(everMadeIds);
         // Ids seen over the whole run: removed pods are no longer in madePodIds, so gather them from the daemon's dirs' names too.
         var allIds = ids.Concat(KnownObjectIds(d)).Distinct().ToList();
 
