@@ -12,7 +12,7 @@ namespace CriRuntime.FuzzTests;
 public sealed class FuzzFoundTests(RegistryFixture registry, ITestOutputHelper output) : PodTest(registry, output)
 {
     [Fact]
-    public async Task Timeouts_beyond_a_timers_range_are_refused_or_cut_never_internal()
+    public async Task ExecSync_and_StopContainer_values_beyond_the_hosts_limits_are_refused_or_cut_never_internal()
     {
         await StartPodDaemonAsync();
         var pod = await RunPodAsync("huge-timeouts");
@@ -23,6 +23,10 @@ public sealed class FuzzFoundTests(RegistryFixture registry, ITestOutputHelper o
         var exec = await ExpectErrorAsync(StatusCode.InvalidArgument, "ExecSync with timeout 2^31 s",
             dl => Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "true" }, Timeout = 1L << 31 }, deadline: dl));
         Assert.Contains("timeout", exec.Status.Detail);
+        // Seed 725175266: a 1 MiB argument reached runc's execve (E2BIG) and answered UNKNOWN.
+        var argv = await ExpectErrorAsync(StatusCode.InvalidArgument, "ExecSync with a 1 MiB argument",
+            dl => Runtime.ExecSyncAsync(new ExecSyncRequest { ContainerId = id, Cmd = { "echo", new string('p', 1024 * 1024) }, Timeout = 10 }, deadline: dl));
+        Assert.Contains("cmd[1]", argv.Status.Detail);
         var ok = await ExecSyncAsync(id, ["true"], timeoutSeconds: int.MaxValue / 1000);
         Assert.Equal(0, ok.ExitCode);
 

@@ -15,6 +15,7 @@ internal sealed partial class CriRuntimeService
         // A .NET timer holds at most int.MaxValue ms (24.8 days); a longer timeout would throw deep in the runtime as INTERNAL.
         if (request.Timeout > MaxExecSyncTimeoutSeconds)
             throw new InvalidArgumentException($"timeout {request.Timeout} s is longer than the {MaxExecSyncTimeoutSeconds} s the daemon can wait: give a shorter one, or 0 for none");
+        CriRuntime.Containers.ExecCommandLimits.Validate(request.Cmd);
         var result = await containers.ExecSyncAsync(request.ContainerId, request.Cmd, TimeSpan.FromSeconds(request.Timeout), context.CancellationToken)
             .ConfigureAwait(false);
         return new ExecSyncResponse
