@@ -45,6 +45,8 @@ public sealed class Findings(FuzzRun run)
         ("CreateContainer", new(@"devices"), StatusCode.Internal, new(@"realpath"), "wip/ctrvalidation: device host_path NotFound/InvalidArgument (#13 item 6)"),
         // Issue #13 item 6: log_path values the daemon cannot use ("/" has no parent: ArgumentNullException).
         ("CreateContainer", new(@"log_path"), StatusCode.Internal, new(@"."), "wip/ctrvalidation: log_path validated (#13 item 6)"),
+        // The same: a log_path conmon cannot open ("\uFFFF") makes conmon exit before it reports a pid: UNKNOWN.
+        ("CreateContainer", new(@"log_path"), StatusCode.Unknown, new(@"conmon"), "wip/ctrvalidation: log_path validated (#13 item 6)"),
         // Pod-level cgroup values the kernel refuses (memory limits below the usage, swap on a host without swap accounting).
         ("RunPodSandbox", new(@"resources|overhead"), StatusCode.Internal, new(@"/sys/fs/cgroup/"), "wip/podvalidation: pod-side values validated before the pod cgroup is written (#13 items 7/8)"),
         // Issue #13 item 4: pod metadata (name, namespace, uid) reaches CNI's CNI_ARGS unchecked ("K8S_POD_UID==").
