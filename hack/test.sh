@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: unit tests, then the integration tests
-# that drive the real daemon against Debian's docker-registry on 127.0.0.1, then stock critest
+# that drive the real daemon against Debian's docker-registry on 127.0.0.1, then the fuzz suite
+# (generated hostile requests and an 8-client race; its seed is printed), then stock critest
 # v1.26.1 against the built daemon (hack/critest.sh). Must run as root (overlay mounts, device
-# nodes, trusted xattrs). Prints "N passed, N failed, N skipped" over all three at the end.
+# nodes, trusted xattrs). Prints "N passed, N failed, N skipped" over all of them at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ hack/build.sh
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
 status=0
-for project in tests/CriRuntime.Tests tests/CriRuntime.IntegrationTests; do
+for project in tests/CriRuntime.Tests tests/CriRuntime.IntegrationTests tests/CriRuntime.FuzzTests; do
   name="$(basename "$project")"
   echo "=== $name"
   if ! dotnet test "$project" -c Release --nologo \
@@ -38,7 +39,7 @@ if ! hack/critest.sh 2>&1 | tee "$results/critest.log"; then
   status=1
 fi
 
-# One closing line over both projects and critest, counted from the test results.
+# One closing line over the three projects and critest, counted from the test results.
 passed=0; failed=0; skipped=0
 for trx in "$results"/*.trx; do
   [ -f "$trx" ] || continue

@@ -33,7 +33,7 @@ internal static class DeviceSpecOptions
             }
             var st = Files.Lstat(hostPath);
             IEnumerable<(string Host, FileStatus Status)> nodes = st.IsDirectory
-                ? EnumerateDeviceNodes(hostPath)
+                ? EnumerateDeviceNodes(device.HostPath, hostPath, new DeviceWalkBudget())
                 : [(hostPath, st)];
             foreach (var (host, status) in nodes)
             {
@@ -59,15 +59,39 @@ internal static class DeviceSpecOptions
         }
     }
 
-    private static IEnumerable<(string, FileStatus)> EnumerateDeviceNodes(string dir)
+    /// <summary>
+    /// How much of a directory device walk may visit: a /dev tree has a few hundred entries, while a request naming
+    /// "/" would otherwise walk the whole host (and fail on /proc as INTERNAL, found by the fuzz suite).
+    /// </summary>
+    private sealed class DeviceWalkBudget
     {
-        foreach (string entry in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.TopDirectoryOnly))
+        public const int MaxEntries = 16384;
+        public const int MaxDepth = 16;
+        public int Entries;
+    }
+
+    private static IEnumerable<(string, FileStatus)> EnumerateDeviceNodes(string requested, string dir, DeviceWalkBudget budget, int depth = 0)
+    {
+        if (depth > DeviceWalkBudget.MaxDepth)
+            throw new InvalidArgumentException($"device {requested}: directories nest more than {DeviceWalkBudget.MaxDepth} deep; name a directory of device nodes such as /dev/snd");
+        List<string> entries;
+        try
         {
+            entries = [.. Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.TopDirectoryOnly)];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidArgumentException($"device {requested}: cannot list {dir}: {e.Message}");
+        }
+        foreach (string entry in entries)
+        {
+            if (++budget.Entries > DeviceWalkBudget.MaxEntries)
+                throw new InvalidArgumentException($"device {requested}: holds more than {DeviceWalkBudget.MaxEntries} entries; name a directory of device nodes such as /dev/snd");
             var st = Files.TryLstat(entry);
             if (st is null) continue;
             if (st.Value.IsDirectory)
             {
-                foreach (var nested in EnumerateDeviceNodes(entry)) yield return nested;
+                foreach (var nested in EnumerateDeviceNodes(requested, entry, budget, depth + 1)) yield return nested;
             }
             else if (st.Value.Type is FileType.CharacterDevice or FileType.BlockDevice)
             {
