@@ -13,7 +13,6 @@ public sealed class Findings(FuzzRun run)
 {
     private readonly List<string> log = [];
     private readonly Dictionary<string, int> codes = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<string>> known = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> allowed = new(StringComparer.Ordinal);
 
     public List<string> Violations { get; } = [];
@@ -26,34 +25,6 @@ public sealed class Findings(FuzzRun run)
     [
         ("StartContainer", StatusCode.Unknown, new(@"(runc|crun|runtime)", RegexOptions.IgnoreCase),
             "the container's process could not be started (a command the image lacks): only the runtime can know, at start"),
-    ];
-
-    /// <summary>
-    /// TEMPORARY: wrong codes the suite finds that other branches of issue #13 fix right now. Fixed on another
-    /// branch, remove at merge: each entry names the branch; after the merge this list must be empty.
-    /// </summary>
-    private static readonly (string Rpc, Regex Mutation, StatusCode Code, Regex Message, string Branch)[] FixedElsewhere =
-    [
-        // Issue #13 item 8: container values runc refuses (negative or huge cpu/memory values, hugepage sizes that are
-        // not page sizes, unified on cgroup v1, gids over 2^31-1, ...) reach `runc create` and come back UNKNOWN.
-        ("CreateContainer", new(@"resources|hugepage|unified|supplemental_groups|run_as|oom_score_adj|cpu|memory|sysctls|capabilities|working_dir|envs|namespace_options|overhead"),
-            StatusCode.Unknown, new(@"runc create failed|crun"), "wip/ctrvalidation: container values validated before runc (#13 item 8)"),
-        // The same values (and malformed cpusets) in UpdateContainerResources reach `runc update`.
-        ("UpdateContainerResources", new(@"."), StatusCode.Unknown, new(@"runc update|crun update"),
-            "wip/ctrvalidation: UpdateContainerResources values validated before runc (#13 item 8)"),
-        // Issue #13 item 6: a device host_path that does not exist (here "" from an empty device) is realpath's ENOENT.
-        ("CreateContainer", new(@"devices"), StatusCode.Internal, new(@"realpath"), "wip/ctrvalidation: device host_path NotFound/InvalidArgument (#13 item 6)"),
-        // Issue #13 item 6: log_path values the daemon cannot use ("/" has no parent: ArgumentNullException).
-        ("CreateContainer", new(@"log_path"), StatusCode.Internal, new(@"."), "wip/ctrvalidation: log_path validated (#13 item 6)"),
-        // The same: a log_path conmon cannot open ("\uFFFF") makes conmon exit before it reports a pid: UNKNOWN.
-        ("CreateContainer", new(@"log_path"), StatusCode.Unknown, new(@"conmon"), "wip/ctrvalidation: log_path validated (#13 item 6)"),
-        // Pod-level cgroup values the kernel refuses (memory limits below the usage, swap on a host without swap accounting).
-        ("RunPodSandbox", new(@"resources|overhead"), StatusCode.Internal, new(@"/sys/fs/cgroup/"), "wip/podvalidation: pod-side values validated before the pod cgroup is written (#13 items 7/8)"),
-        // Issue #13 item 4: pod metadata (name, namespace, uid) reaches CNI's CNI_ARGS unchecked ("K8S_POD_UID==").
-        ("RunPodSandbox", new(@"metadata"), StatusCode.Unknown, new(@"CNI"), "wip/podvalidation: pod metadata validated (#13 item 4)"),
-        // Issue #13 item 9: a 1 MiB value echoed in the error's grpc-message header; the client refuses the answer.
-        ("*", new(@"1048576 chars|1048577 chars"), StatusCode.Unavailable, new(@"HTTP headers length exceeded"), "wip/podvalidation: echoed values cut (#13 item 9)"),
-        ("*", new(@"1048576 chars|1048577 chars"), StatusCode.ResourceExhausted, new(@"exceeds the maximum"), "wip/podvalidation: echoed values cut (#13 item 9)"),
     ];
 
     /// <summary>The daemon's (and Kestrel's) default limit on one request.</summary>
@@ -85,14 +56,6 @@ public sealed class Findings(FuzzRun run)
                 allowed[why] = allowed.GetValueOrDefault(why) + 1;
                 return;
             }
-        string mutationText = string.Join("; ", mutations);
-        foreach (var (rpc, mutation, code, message, branch) in FixedElsewhere)
-            if ((rpc == "*" || rpc == method.Name) && code == outcome.Code && mutation.IsMatch(mutationText) && message.IsMatch(outcome.Detail))
-            {
-                if (!known.TryGetValue(branch, out var list)) known[branch] = list = [];
-                list.Add(what);
-                return;
-            }
         Violations.Add(what);
     }
 
@@ -109,11 +72,6 @@ public sealed class Findings(FuzzRun run)
     {
         var lines = new List<string> { $"answers by RPC and code (seed {run.Seed}): " + string.Join(", ", codes.OrderBy(c => c.Key).Select(c => $"{c.Key} {c.Value}")) };
         foreach (var (why, n) in allowed) lines.Add($"allowed runtime-side failures ({n}): {why}");
-        foreach (var (branch, list) in known)
-        {
-            lines.Add($"FIXED ON ANOTHER BRANCH ({branch}), {list.Count} hits, e.g.:");
-            lines.AddRange(list.Take(3).Select(l => "  " + l));
-        }
         return string.Join('\n', lines);
     }
 

@@ -355,9 +355,6 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
     private async Task<List<string>> LeaksAsync(DaemonProcess d, HostSnapshot before, FuzzRun run, string scratch, string daemonCwd)
     {
         var leaks = new List<string>();
-        // TEMPORARY, fixed on another branch, remove at merge: wip/podvalidation removes the cgroup parents the
-        // daemon created for a pod when the pod goes (#13 item 5). Until then they are printed, not failed.
-        var knownLeaks = new List<string>();
         var pods = (await Runtime.ListPodSandboxAsync(new ListPodSandboxRequest(), deadline: Deadline())).Items;
         leaks.AddRange(pods.Select(p => $"pod record still listed: {p.Id} ({HostileValues.Describe(p.Metadata?.Name ?? "")})"));
         var containers = (await Runtime.ListContainersAsync(new ListContainersRequest(), deadline: Deadline())).Containers;
@@ -397,7 +394,7 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
         {
             // A pod's or container's own cgroup is a leak; a parent on the way to one that a request named is #13 item 5.
             if (IsNamedCgroup(cgroup, new FuzzRun(-1, TimeSpan.Zero, 0), allIds, uids)) leaks.Add($"cgroup left: {cgroup}");
-            else if (IsSentParentCgroup(cgroup)) knownLeaks.Add($"cgroup parent left: {cgroup}");
+            else if (IsSentParentCgroup(cgroup)) leaks.Add($"cgroup parent the daemon made for a pod left: {cgroup}");
             else if (IsNamedCgroup(cgroup, run, [], [])) leaks.Add($"cgroup left: {cgroup}");
         }
         foreach (var uid in uids)
@@ -416,9 +413,6 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
             if (named || (HostSnapshot.StrictDirs.Contains(parent) && !HostSnapshot.IsOtherActivity(entry)) || parent == daemonCwd.TrimEnd('/'))
                 leaks.Add($"created outside the daemon's dirs: {entry}");
         }
-        if (knownLeaks.Count > 0)
-            Output.WriteLine($"FIXED ON ANOTHER BRANCH (wip/podvalidation: cgroup parents removed with the pod, #13 item 5), {knownLeaks.Count} left, e.g.:\n  " +
-                string.Join("\n  ", knownLeaks.Take(5)));
         return leaks;
     }
 

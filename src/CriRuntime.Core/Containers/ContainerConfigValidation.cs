@@ -1,3 +1,4 @@
+using CriRuntime.Oci;
 using Runtime.V1;
 
 namespace CriRuntime.Containers;
@@ -13,7 +14,7 @@ public static class ContainerConfigValidation
     private static readonly string[] KernelTrees = ["/proc", "/sys"];
 
     /// <summary>The checks that need nothing but the request. <paramref name="cgroupV2"/> and
-    /// <paramref name="hugepageSizes"/> describe the node (see <see cref="ContainerResourcesValidation.Validate"/>).</summary>
+    /// <paramref name="hugepageSizes"/> describe the node (see <see cref="LinuxResourcesValidation.Validate"/>).</summary>
     public static void Validate(ContainerConfig config, bool cgroupV2, IReadOnlySet<string>? hugepageSizes)
     {
         if (!string.IsNullOrEmpty(config.WorkingDir) && !config.WorkingDir.StartsWith('/'))
@@ -53,7 +54,7 @@ public static class ContainerConfigValidation
                 throw new InvalidArgumentException($"config.devices[{i}].host_path '{Preview(config.Devices[i].HostPath)}' is not an absolute path");
         }
 
-        ContainerResourcesValidation.Validate(config.Linux?.Resources, "config.linux.resources", cgroupV2, hugepageSizes);
+        LinuxResourcesValidation.Validate(config.Linux?.Resources, "config.linux.resources", cgroupV2, hugepageSizes);
 
         if (config.Linux?.SecurityContext?.Capabilities is { } caps)
         {
@@ -144,5 +145,5 @@ public static class ContainerConfigValidation
         if (value.Contains('\0')) throw new InvalidArgumentException($"{field} holds a NUL character");
     }
 
-    private static string Preview(string value) => ContainerResourcesValidation.Preview(value);
+    private static string Preview(string value) => LinuxResourcesValidation.Preview(value);
 }

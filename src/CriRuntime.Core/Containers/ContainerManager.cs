@@ -40,7 +40,7 @@ public sealed class ContainerManager : IImagesInUse
     private readonly string bundlesDir;
     private readonly string containersDir;
     // The node's huge page sizes do not change while it runs.
-    private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => ContainerResourcesValidation.HostHugepageSizes());
+    private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
     public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageStore images, LayerStore layers, IContainerRuntimes runtimes,
         Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
@@ -365,7 +365,7 @@ public sealed class ContainerManager : IImagesInUse
 
     public async Task UpdateResourcesAsync(string containerId, LinuxContainerResources resources, CancellationToken cancellationToken)
     {
-        ContainerResourcesValidation.Validate(resources, "linux", cgroups.IsUnified, hugepageSizes.Value);
+        LinuxResourcesValidation.Validate(resources, "linux", cgroups.IsUnified, hugepageSizes.Value);
         var container = Get(containerId);
         using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
         container = Get(container.Id);

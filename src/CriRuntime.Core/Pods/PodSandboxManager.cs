@@ -26,6 +26,7 @@ public sealed class PodSandboxManager
 
     private readonly CriRuntimeConfig config;
     private readonly RecordStore<PodSandboxRecord> store;
+    private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
     private readonly KeyedLocks locks = new();
     private readonly ConcurrentDictionary<string, string> reservedNames = new(StringComparer.Ordinal);
     // Pods a stop has begun on: no container may be created or started in them any more.
@@ -91,6 +92,9 @@ public sealed class PodSandboxManager
     {
         Validate(podConfig);
         PortMappingValidation.Validate(podConfig.PortMappings);
+        // The pod cgroup gets these before any container: refuse what the kernel would, naming the field.
+        LinuxResourcesValidation.Validate(podConfig.Linux?.Resources, "config.linux.resources", cgroups.IsUnified, hugepageSizes.Value);
+        LinuxResourcesValidation.Validate(podConfig.Linux?.Overhead, "config.linux.overhead", cgroups.IsUnified, hugepageSizes.Value);
         var runtime = runtimes.Resolve(runtimeHandler);
         string key = PodSandboxRecord.ReservationKeyOf(podConfig.Metadata);
         string id = ObjectIds.New();
@@ -206,6 +210,8 @@ public sealed class PodSandboxManager
         if (pod.Phase != PodSandboxPhase.Ready)
             throw new FailedPreconditionException($"pod sandbox {pod.Id} is not ready (it was stopped); its resources can no longer change");
         if (overhead is null && resources is null) return;
+        LinuxResourcesValidation.Validate(overhead, "overhead", cgroups.IsUnified, hugepageSizes.Value);
+        LinuxResourcesValidation.Validate(resources, "resources", cgroups.IsUnified, hugepageSizes.Value);
         var config = pod.Config.Clone();
         config.Linux ??= new LinuxPodSandboxConfig();
         if (overhead is not null) config.Linux.Overhead = overhead;

@@ -43,6 +43,11 @@ public sealed class PodValidationTests(RegistryFixture registry, ITestOutputHelp
                 c.Linux.SecurityContext.NamespaceOptions.Network = NamespaceMode.Node;
                 c.Linux.Sysctls["net.ipv4.ip_forward"] = "1";
             }),
+            // Pod cgroup values the kernel refuses (found by the fuzz suite: INTERNAL from the cgroup write).
+            ("pod cpu_quota above the kernel's", "config.linux.resources.cpu_quota", c => c.Linux.Resources = new LinuxContainerResources { CpuQuota = long.MaxValue }),
+            ("pod cpu_period 1", "config.linux.resources.cpu_period", c => c.Linux.Resources = new LinuxContainerResources { CpuPeriod = 1 }),
+            ("pod swap without a memory limit", "config.linux.resources.memory_swap_limit_in_bytes", c => c.Linux.Resources = new LinuxContainerResources { MemorySwapLimitInBytes = 2L << 30 }),
+            ("pod overhead cpu_shares 1", "config.linux.overhead.cpu_shares", c => c.Linux.Overhead = new LinuxContainerResources { CpuShares = 1 }),
             ("IPC sysctl with host IPC", "kernel.shmmax", c =>
             {
                 c.Linux.SecurityContext.NamespaceOptions.Ipc = NamespaceMode.Node;

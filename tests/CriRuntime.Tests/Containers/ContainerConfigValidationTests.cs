@@ -1,4 +1,5 @@
 using CriRuntime.Containers;
+using CriRuntime.Oci;
 using Google.Protobuf;
 using Runtime.V1;
 using Xunit;
@@ -65,6 +66,8 @@ public sealed class ContainerConfigValidationTests
     [InlineData("cpu_quota_small", "config.linux.resources.cpu_quota 10")]
     [InlineData("cpu_quota_huge", "config.linux.resources.cpu_quota 9223372036854775807 is above")]
     [InlineData("cpu_shares_huge", "config.linux.resources.cpu_shares 262145 is above")]
+    [InlineData("cpu_shares_one", "config.linux.resources.cpu_shares 1 is below the minimum of 2")]
+    [InlineData("swap_without_memory", "config.linux.resources.memory_swap_limit_in_bytes 2147483648 needs memory_limit_in_bytes")]
     [InlineData("cpu_period", "config.linux.resources.cpu_period 5")]
     [InlineData("memory_negative", "config.linux.resources.memory_limit_in_bytes -5")]
     [InlineData("memory_small", "config.linux.resources.memory_limit_in_bytes 4096")]
@@ -106,6 +109,8 @@ public sealed class ContainerConfigValidationTests
             case "cpu_quota_small": r.CpuQuota = 10; break;
             case "cpu_quota_huge": r.CpuQuota = long.MaxValue; break;
             case "cpu_shares_huge": r.CpuShares = 262_145; break;
+            case "cpu_shares_one": r.CpuShares = 1; break;
+            case "swap_without_memory": r.MemoryLimitInBytes = 0; r.MemorySwapLimitInBytes = 2L << 30; break;
             case "cpu_period": r.CpuPeriod = 5; break;
             case "memory_negative": r.MemoryLimitInBytes = -5; break;
             case "memory_small": r.MemoryLimitInBytes = 4096; r.MemorySwapLimitInBytes = 0; break;
@@ -172,19 +177,19 @@ public sealed class ContainerConfigValidationTests
     [InlineData("٣", false)]
     public void Cpuset_lists_follow_the_kernel_grammar(string list, bool ok)
     {
-        if (ok) ContainerResourcesValidation.ValidateCpuset(list, "f");
-        else Assert.Throws<InvalidArgumentException>(() => ContainerResourcesValidation.ValidateCpuset(list, "f"));
+        if (ok) LinuxResourcesValidation.ValidateCpuset(list, "f");
+        else Assert.Throws<InvalidArgumentException>(() => LinuxResourcesValidation.ValidateCpuset(list, "f"));
     }
 
     [Fact]
     public void UpdateContainerResources_values_are_checked_the_same_way()
     {
         var bad = new LinuxContainerResources { CpusetCpus = "zz" };
-        var e = Assert.Throws<InvalidArgumentException>(() => ContainerResourcesValidation.Validate(bad, "linux", cgroupV2: false, NodePageSizes));
+        var e = Assert.Throws<InvalidArgumentException>(() => LinuxResourcesValidation.Validate(bad, "linux", cgroupV2: false, NodePageSizes));
         Assert.Contains("linux.cpuset_cpus 'zz'", e.Message);
-        ContainerResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = 20_000, CpuPeriod = 100_000, MemoryLimitInBytes = 64 << 20 }, "linux", false, NodePageSizes);
+        LinuxResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = 20_000, CpuPeriod = 100_000, MemoryLimitInBytes = 64 << 20 }, "linux", false, NodePageSizes);
         // The extremes the kernel takes.
-        ContainerResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = (1L << 44) - 1, CpuShares = 262_144, CpuPeriod = 1_000_000, MemoryLimitInBytes = long.MaxValue }, "linux", false, NodePageSizes);
+        LinuxResourcesValidation.Validate(new LinuxContainerResources { CpuQuota = (1L << 44) - 1, CpuShares = 262_144, CpuPeriod = 1_000_000, MemoryLimitInBytes = long.MaxValue }, "linux", false, NodePageSizes);
     }
 
     [Fact]
@@ -225,7 +230,7 @@ public sealed class ContainerConfigValidationTests
     [InlineData("1GB")]
     [InlineData("64KB")]
     public void Page_sizes_in_the_kubelet_form_pass_when_the_node_has_them(string size) =>
-        ContainerResourcesValidation.ValidateHugepageSize(size, "f", new HashSet<string> { "64KB", "2MB", "1GB" });
+        LinuxResourcesValidation.ValidateHugepageSize(size, "f", new HashSet<string> { "64KB", "2MB", "1GB" });
 
     [Fact]
     public void The_nodes_page_sizes_are_named_as_the_kubelet_names_them()
@@ -236,8 +241,8 @@ public sealed class ContainerConfigValidationTests
             Directory.CreateDirectory(Path.Combine(dir, "hugepages-2048kB"));
             Directory.CreateDirectory(Path.Combine(dir, "hugepages-1048576kB"));
             Directory.CreateDirectory(Path.Combine(dir, "hugepages-64kB"));
-            Assert.Equal(["1GB", "2MB", "64KB"], ContainerResourcesValidation.HostHugepageSizes(dir)!.Order());
-            Assert.Null(ContainerResourcesValidation.HostHugepageSizes(Path.Combine(dir, "missing")));
+            Assert.Equal(["1GB", "2MB", "64KB"], LinuxResourcesValidation.HostHugepageSizes(dir)!.Order());
+            Assert.Null(LinuxResourcesValidation.HostHugepageSizes(Path.Combine(dir, "missing")));
         }
         finally
         {

@@ -1,14 +1,14 @@
 using System.Globalization;
 using Runtime.V1;
 
-namespace CriRuntime.Containers;
+namespace CriRuntime.Oci;
 
 /// <summary>
 /// Checks a container's Linux resources before runc or crun sees them (CreateContainer and UpdateContainerResources),
 /// so a value the runtime or the kernel would refuse answers InvalidArgument naming the field instead of the
 /// runtime's error as Unknown. Only values nothing could ever accept are refused; zero still means "not set".
 /// </summary>
-public static class ContainerResourcesValidation
+public static class LinuxResourcesValidation
 {
     /// <summary>
     /// The smallest memory limit accepted. runc has no minimum of its own: below a few MiB the kernel refuses the
@@ -43,6 +43,9 @@ public static class ContainerResourcesValidation
         if (resources is null) return;
         if (resources.CpuShares < 0)
             throw new InvalidArgumentException($"{prefix}.cpu_shares {resources.CpuShares} is negative; give a positive weight, or 0 for the default");
+        // The kubelet never sends 1 (its smallest weight is 2); runc refuses it on both cgroup versions.
+        if (resources.CpuShares == 1)
+            throw new InvalidArgumentException($"{prefix}.cpu_shares 1 is below the minimum of 2; give 2 or more, or 0 for the default");
         if (resources.CpuShares > MaxCpuShares)
             throw new InvalidArgumentException($"{prefix}.cpu_shares {resources.CpuShares} is above the kernel's maximum of {MaxCpuShares}");
         if (resources.CpuQuota > MaxCpuQuota)
@@ -63,6 +66,10 @@ public static class ContainerResourcesValidation
         // -1 is how the kubelet asks for unlimited swap.
         if (resources.MemorySwapLimitInBytes < -1)
             throw new InvalidArgumentException($"{prefix}.memory_swap_limit_in_bytes {resources.MemorySwapLimitInBytes} is negative; give bytes, -1 for unlimited or 0 for the default");
+        // Memory plus swap cannot be bounded while memory is not: the kernel (v1) and runc (v2) refuse it.
+        if (resources.MemorySwapLimitInBytes > 0 && resources.MemoryLimitInBytes == 0)
+            throw new InvalidArgumentException(
+                $"{prefix}.memory_swap_limit_in_bytes {resources.MemorySwapLimitInBytes} needs memory_limit_in_bytes too; set both, or -1 or 0 for swap");
         if (resources.MemorySwapLimitInBytes > 0 && resources.MemoryLimitInBytes > 0 && resources.MemorySwapLimitInBytes < resources.MemoryLimitInBytes)
             throw new InvalidArgumentException(
                 $"{prefix}.memory_swap_limit_in_bytes {resources.MemorySwapLimitInBytes} is below memory_limit_in_bytes {resources.MemoryLimitInBytes}; it counts memory plus swap, so it must be at least the memory limit");
