@@ -25,6 +25,8 @@ public sealed class Findings(FuzzRun run)
     [
         ("StartContainer", StatusCode.Unknown, new(@"(runc|crun|runtime)", RegexOptions.IgnoreCase),
             "the container's process could not be started (a command the image lacks): only the runtime can know, at start"),
+        ("CreateContainer", StatusCode.Unknown, new(@"error during container init: mkdir \S+: not a directory"),
+            "working_dir names a file in the container's view (the image's files under the mounts the runtime makes, such as /proc/self/status): only the runtime sees that view; containerd answers UNKNOWN too"),
     ];
 
     /// <summary>The daemon's (and Kestrel's) default limit on one request.</summary>

@@ -372,7 +372,8 @@ public sealed class FuzzSuiteTests(RegistryFixture registry, ITestOutputHelper o
 
         List<HostState.HostProcess> Stray() =>
             HostState.ProcessesMentioning(d.Root).Concat(HostState.ProcessesMentioning(d.State))
-                .Concat(uids.SelectMany(u => HostState.ProcessesInCgroupsContaining(u)))
+                // The fixture's pods live under kubepods/besteffort/pod<uid>; a bare uid such as "/" would match every cgroup.
+                .Concat(uids.SelectMany(u => HostState.ProcessesInCgroupsContaining("/pod" + u)))
                 .Concat(HostState.ProcessesMentioning(run.Token))
                 .Where(p => p.Pid != d.ProcessId)
                 .DistinctBy(p => p.Pid)

@@ -63,6 +63,42 @@ public static class ContainerConfigValidation
             for (int i = 0; i < caps.DropCapabilities.Count; i++) Capability(caps.DropCapabilities[i], $"{at}.drop_capabilities[{i}]", allowAll: true);
             for (int i = 0; i < caps.AddAmbientCapabilities.Count; i++) Capability(caps.AddAmbientCapabilities[i], $"{at}.add_ambient_capabilities[{i}]", allowAll: false);
         }
+
+        if (config.Linux?.SecurityContext is { } security)
+        {
+            const string at = "config.linux.security_context";
+            if (security.RunAsUser is { } user) UserOrGroupId(user.Value, $"{at}.run_as_user");
+            if (security.RunAsGroup is { } group) UserOrGroupId(group.Value, $"{at}.run_as_group");
+            for (int i = 0; i < security.SupplementalGroups.Count; i++) UserOrGroupId(security.SupplementalGroups[i], $"{at}.supplemental_groups[{i}]");
+            KernelPaths(security.MaskedPaths, $"{at}.masked_paths");
+            KernelPaths(security.ReadonlyPaths, $"{at}.readonly_paths");
+        }
+    }
+
+    /// <summary>The most masked or read-only paths a container may ask for; the kubelet sends about ten.</summary>
+    public const int MaxKernelPaths = 256;
+
+    // runc (and the kernel's user namespaces) take ids 0..2^31-1 only.
+    private static void UserOrGroupId(long id, string field)
+    {
+        if (id is < 0 or > int.MaxValue)
+            throw new InvalidArgumentException($"{field} {id} is outside 0..{int.MaxValue}, the ids a container can run with");
+    }
+
+    // Each entry is one more mount the runtime makes: bound them, and refuse repeats, which only multiply mounts
+    // (3,000 read-only "/" exhaust the mount table and fail inside runc).
+    private static void KernelPaths(IReadOnlyList<string> paths, string field)
+    {
+        if (paths.Count > MaxKernelPaths)
+            throw new InvalidArgumentException($"{field} has {paths.Count} entries, more than the {MaxKernelPaths} allowed");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = 0; i < paths.Count; i++)
+        {
+            if (!paths[i].StartsWith('/'))
+                throw new InvalidArgumentException($"{field}[{i}] '{Preview(paths[i])}' is not an absolute path");
+            if (!seen.Add(paths[i]))
+                throw new InvalidArgumentException($"{field}[{i}] '{Preview(paths[i])}' is listed twice");
+        }
     }
 
     /// <summary>

@@ -33,6 +33,10 @@ public sealed class ContainerConfigValidationTests
             SecurityContext = new LinuxContainerSecurityContext
             {
                 Capabilities = new Capability { AddCapabilities = { "NET_ADMIN", "CAP_SYS_TIME", "sys_ptrace" }, DropCapabilities = { "ALL" }, AddAmbientCapabilities = { "NET_BIND_SERVICE" } },
+                RunAsUser = new Int64Value { Value = 1000 }, RunAsGroup = new Int64Value { Value = 3000 }, SupplementalGroups = { 2000, 2147483647 },
+                // The kubelet's defaults (containerd's and CRI-O's too).
+                MaskedPaths = { "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware" },
+                ReadonlyPaths = { "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger" },
             },
         },
     };
@@ -66,6 +70,12 @@ public sealed class ContainerConfigValidationTests
     [InlineData("cpu_quota_small", "config.linux.resources.cpu_quota 10")]
     [InlineData("cpu_quota_huge", "config.linux.resources.cpu_quota 9223372036854775807 is above")]
     [InlineData("cpu_shares_huge", "config.linux.resources.cpu_shares 262145 is above")]
+    [InlineData("uid_huge", "config.linux.security_context.run_as_user 2147483648 is outside")]
+    [InlineData("gid_negative", "config.linux.security_context.run_as_group -1 is outside")]
+    [InlineData("supplemental_huge", "config.linux.security_context.supplemental_groups[3] 4294967296 is outside")]
+    [InlineData("readonly_repeated", "config.linux.security_context.readonly_paths[1] '/' is listed twice")]
+    [InlineData("masked_relative", "config.linux.security_context.masked_paths[0] 'proc/kcore' is not an absolute path")]
+    [InlineData("masked_many", "config.linux.security_context.masked_paths has 257 entries")]
     [InlineData("cpu_shares_one", "config.linux.resources.cpu_shares 1 is below the minimum of 2")]
     [InlineData("swap_without_memory", "config.linux.resources.memory_swap_limit_in_bytes 2147483648 needs memory_limit_in_bytes")]
     [InlineData("cpu_period", "config.linux.resources.cpu_period 5")]
@@ -110,6 +120,12 @@ public sealed class ContainerConfigValidationTests
             case "cpu_quota_huge": r.CpuQuota = long.MaxValue; break;
             case "cpu_shares_huge": r.CpuShares = 262_145; break;
             case "cpu_shares_one": r.CpuShares = 1; break;
+            case "uid_huge": c.Linux.SecurityContext.RunAsUser = new Int64Value { Value = 2147483648 }; break;
+            case "gid_negative": c.Linux.SecurityContext.RunAsGroup = new Int64Value { Value = -1 }; break;
+            case "supplemental_huge": c.Linux.SecurityContext.SupplementalGroups.Add([1000, 4294967296]); break;
+            case "readonly_repeated": c.Linux.SecurityContext.ReadonlyPaths.Clear(); c.Linux.SecurityContext.ReadonlyPaths.Add(["/", "/"]); break;
+            case "masked_relative": c.Linux.SecurityContext.MaskedPaths.Clear(); c.Linux.SecurityContext.MaskedPaths.Add("proc/kcore"); break;
+            case "masked_many": c.Linux.SecurityContext.MaskedPaths.Clear(); c.Linux.SecurityContext.MaskedPaths.Add(Enumerable.Range(0, 257).Select(i => $"/m{i}")); break;
             case "swap_without_memory": r.MemoryLimitInBytes = 0; r.MemorySwapLimitInBytes = 2L << 30; break;
             case "cpu_period": r.CpuPeriod = 5; break;
             case "memory_negative": r.MemoryLimitInBytes = -5; break;

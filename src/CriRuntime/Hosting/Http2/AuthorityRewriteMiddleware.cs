@@ -59,6 +59,7 @@ internal static class AuthorityRewriteMiddleware
             pipe.Reader.Complete();
             if (!pump.IsCompleted) original.Input.CancelPendingRead();
             await pump.ConfigureAwait(false);
+            await original.Input.CompleteAsync().ConfigureAwait(false);
             connection.Transport = original;
         }
     }
@@ -69,6 +70,7 @@ internal static class AuthorityRewriteMiddleware
     {
         await Task.Yield();
         Exception? error = null;
+        bool failed = false;
         using var rewriter = new Http2AuthorityRewriter(limits);
         bool prefaceSeen = false;
         try
@@ -87,6 +89,7 @@ internal static class AuthorityRewriteMiddleware
                 if (status == RewriteStatus.Failed)
                 {
                     logger.LogDebug("HTTP/2 connection {Connection}: {Error}; closing it with a connection error", connectionId, rewriter.Error);
+                    failed = true;
                     break;
                 }
                 if (flush.IsCompleted || flush.IsCanceled || result.IsCompleted || result.IsCanceled) break;
@@ -99,7 +102,9 @@ internal static class AuthorityRewriteMiddleware
         }
         try
         {
-            await input.CompleteAsync().ConfigureAwait(false);
+            // After a connection error the socket's input stays open until Kestrel is done: completing it fires
+            // ConnectionClosed, which aborts Kestrel's frame writer and can drop the GOAWAY it is about to send.
+            if (!failed) await input.CompleteAsync().ConfigureAwait(false);
             await output.CompleteAsync(error).ConfigureAwait(false);
         }
         catch (Exception e)
