@@ -2,11 +2,11 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
-using CriRuntime.Images;
 using Tomlyn;
 using Tomlyn.Model;
 using Tomlyn.Parsing;
 using Tomlyn.Serialization;
+using CriRuntime.Content;
 
 namespace CriRuntime.Config;
 

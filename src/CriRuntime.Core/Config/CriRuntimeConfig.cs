@@ -33,7 +33,7 @@ public sealed class RegistrySection
     public string ConfigPath { get; set; } = "/etc/criruntime/certs.d";
 
     /// <summary><c>[registry] default_platform</c>: platform chosen from manifest lists and indexes.</summary>
-    public string DefaultPlatform { get; set; } = Images.Platform.Current.ToString();
+    public string DefaultPlatform { get; set; } = Content.Platform.Current.ToString();
 
     /// <summary><c>[registry] max_concurrent_downloads</c>: layer downloads in flight for one pull.</summary>
     public int MaxConcurrentDownloads { get; set; } = 3;

@@ -10,6 +10,7 @@ using CriRuntime.Storage;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Runtime.V1;
+using CriRuntime.Content;
 
 namespace CriRuntime.Containers;
 
@@ -54,11 +55,11 @@ public sealed class ContainerManager : IImagesInUse
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         ExitDir = Path.Combine(config.State, "exits");
-        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), StateJsonContext.Default.ContainerRecord, logger,
+        store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), ContainerJsonContext.Default.ContainerRecord, logger,
             // The embedded CRI config must parse, and it must name the object (its name is reserved from it).
             validate: r => _ = r.Config.Metadata ?? throw new System.Text.Json.JsonException("its config has no metadata"))
         {
-            Changed = events.OnChanged,
+            Changed = (before, after) => ContainerEvents.Publish(events, before, after),
         };
     }
 

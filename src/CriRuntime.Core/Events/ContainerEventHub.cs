@@ -1,8 +1,5 @@
-using CriRuntime.State;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
-using CriRuntime.Containers;
-using CriRuntime.Pods;
 using Microsoft.Extensions.Logging;
 using Runtime.V1;
 
@@ -42,53 +39,6 @@ public sealed class ContainerEventHub(ILogger<ContainerEventHub> logger)
         });
         subscribers.TryAdd(channel, 0);
         return new ContainerEventSubscription(channel.Reader, () => subscribers.TryRemove(channel, out _));
-    }
-
-    /// <summary>The events a container record change stands for: none for records still being created.</summary>
-    public static IEnumerable<ContainerEventType> EventsOf(ContainerRecord? before, ContainerRecord? after)
-    {
-        var was = before is null || before.Phase == ContainerPhase.Creating ? (ContainerPhase?)null : before.Phase;
-        if (after is null)
-        {
-            if (was is not null) yield return ContainerEventType.ContainerDeletedEvent;
-            yield break;
-        }
-        if (after.Phase == ContainerPhase.Creating) yield break;
-        if (was is null) yield return ContainerEventType.ContainerCreatedEvent;
-        if (after.Phase == ContainerPhase.Running && was != ContainerPhase.Running) yield return ContainerEventType.ContainerStartedEvent;
-        if (after.Phase == ContainerPhase.Exited && was != ContainerPhase.Exited) yield return ContainerEventType.ContainerStoppedEvent;
-    }
-
-    /// <summary>The events a pod record change stands for: a pod that becomes ready was created and started.</summary>
-    public static IEnumerable<ContainerEventType> EventsOf(PodSandboxRecord? before, PodSandboxRecord? after)
-    {
-        var was = before is null || before.Phase == PodSandboxPhase.Creating ? (PodSandboxPhase?)null : before.Phase;
-        if (after is null)
-        {
-            if (was is not null) yield return ContainerEventType.ContainerDeletedEvent;
-            yield break;
-        }
-        if (after.Phase == PodSandboxPhase.Creating) yield break;
-        if (was is null)
-        {
-            yield return ContainerEventType.ContainerCreatedEvent;
-            if (after.Phase == PodSandboxPhase.Ready) yield return ContainerEventType.ContainerStartedEvent;
-        }
-        if (after.Phase == PodSandboxPhase.NotReady && was != PodSandboxPhase.NotReady) yield return ContainerEventType.ContainerStoppedEvent;
-    }
-
-    public void OnChanged(ContainerRecord? before, ContainerRecord? after)
-    {
-        var record = after ?? before!;
-        foreach (var type in EventsOf(before, after))
-            Publish(new ContainerEvent(record.Id, record.PodSandboxId, type, CriClock.NowNanos()));
-    }
-
-    public void OnChanged(PodSandboxRecord? before, PodSandboxRecord? after)
-    {
-        var record = after ?? before!;
-        foreach (var type in EventsOf(before, after))
-            Publish(new ContainerEvent(record.Id, record.Id, type, CriClock.NowNanos()));
     }
 }
 

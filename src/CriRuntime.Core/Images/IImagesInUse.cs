@@ -1,3 +1,4 @@
+using CriRuntime.Content;
 namespace CriRuntime.Images;
 
 /// <summary>Tells the image manager what containers are made from, so it never removes an image or layer under them.</summary>

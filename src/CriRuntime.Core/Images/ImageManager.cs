@@ -5,6 +5,7 @@ using CriRuntime.Config;
 using CriRuntime.Images.Distribution;
 using CriRuntime.Storage;
 using Microsoft.Extensions.Logging;
+using CriRuntime.Content;
 
 namespace CriRuntime.Images;
 

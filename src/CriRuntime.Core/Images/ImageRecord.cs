@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using CriRuntime.Content;
 
 namespace CriRuntime.Images;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
+using CriRuntime.Content;
 
 namespace CriRuntime.Images;
 
@@ -30,7 +31,7 @@ public sealed record ImageReference(string Registry, string Repository, string? 
     /// <summary><c>Name@Digest</c>, when there is a digest.</summary>
     public string? DigestReference => Digest is null ? null : $"{Name}@{Digest}";
 
-    public ImageReference WithDigest(CriRuntime.Images.Digest d) => this with { Digest = d };
+    public ImageReference WithDigest(CriRuntime.Content.Digest d) => this with { Digest = d };
 
     public ImageReference WithoutDigest() => this with { Digest = null };
 
@@ -67,14 +68,14 @@ public sealed record ImageReference(string Registry, string Repository, string? 
 
         // name[:tag][@digest]: a name holds no '@', so the first one starts the digest.
         string rest = text;
-        CriRuntime.Images.Digest? digest = null;
+        CriRuntime.Content.Digest? digest = null;
         int at = rest.IndexOf('@');
         if (at >= 0)
         {
             string digestText = rest[(at + 1)..];
             if (digestText.Length == 0) return "nothing follows '@'; a digest such as sha256:<64 hex digits> is expected";
             if (digestText.Contains('@')) return "it contains more than one '@'";
-            if (!CriRuntime.Images.Digest.TryParse(digestText, out var parsedDigest))
+            if (!CriRuntime.Content.Digest.TryParse(digestText, out var parsedDigest))
                 return $"'{digestText}' is not a valid digest: expected sha256:<64 lowercase hex digits> or sha512:<128 lowercase hex digits>";
             digest = parsedDigest;
             rest = rest[..at];

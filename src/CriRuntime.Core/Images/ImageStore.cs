@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Text.Json;
 using CriRuntime.Storage;
 using Microsoft.Extensions.Logging;
+using CriRuntime.Content;
 
 namespace CriRuntime.Images;
 

@@ -45,11 +45,11 @@ public sealed class PodSandboxManager
         this.cgroups = cgroups;
         this.cni = cni;
         this.logger = logger;
-        store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), StateJsonContext.Default.PodSandboxRecord, logger,
+        store = new RecordStore<PodSandboxRecord>(Path.Combine(config.Root, "pods"), PodJsonContext.Default.PodSandboxRecord, logger,
             // The embedded CRI config must parse, and it must name the object (its name is reserved from it).
             validate: r => _ = r.Config.Metadata ?? throw new System.Text.Json.JsonException("its config has no metadata"))
         {
-            Changed = events.OnChanged,
+            Changed = (before, after) => PodEvents.Publish(events, before, after),
         };
         podsDir = Path.Combine(config.State, "pods");
     }

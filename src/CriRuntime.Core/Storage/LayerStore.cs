@@ -3,10 +3,9 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CriRuntime.Concurrency;
-using CriRuntime.Images;
-using CriRuntime.Images.Distribution;
 using CriRuntime.Native;
 using Microsoft.Extensions.Logging;
+using CriRuntime.Content;
 
 namespace CriRuntime.Storage;
 

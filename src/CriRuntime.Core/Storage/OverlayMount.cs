@@ -1,6 +1,6 @@
 using System.Text;
-using CriRuntime.Images;
 using CriRuntime.Native;
+using CriRuntime.Content;
 
 namespace CriRuntime.Storage;
 

@@ -1,4 +1,4 @@
-using CriRuntime.Images;
+using CriRuntime.Content;
 
 namespace CriRuntime.Storage;
 

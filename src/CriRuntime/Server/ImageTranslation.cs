@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using CriRuntime.Images;
 using Runtime.V1;
+using CriRuntime.Content;
 
 namespace CriRuntime.Server;
 

@@ -50,8 +50,8 @@ public sealed class RecordConfigTests
             Id = "c", PodSandboxId = "p", ConfigBytes = [], ImageId = "sha256:x", ImageRef = "", RuntimeHandler = "runc",
             Phase = ContainerPhase.Running, CreatedAt = 1, Bundle = "/b", WritableLayerDir = "/d", CgroupsPath = "/p/c",
         };
-        var json = JsonNode.Parse(JsonSerializer.Serialize(record, StateJsonContext.Default.ContainerRecord))!.AsObject();
+        var json = JsonNode.Parse(JsonSerializer.Serialize(record, ContainerJsonContext.Default.ContainerRecord))!.AsObject();
         Assert.Equal("/d", (string?)json["Directory"]);
-        Assert.Equal("/d", JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.ContainerRecord)!.WritableLayerDir);
+        Assert.Equal("/d", JsonSerializer.Deserialize(json.ToJsonString(), ContainerJsonContext.Default.ContainerRecord)!.WritableLayerDir);
     }
 }

@@ -1,6 +1,7 @@
 using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Distribution;
 

@@ -5,6 +5,7 @@ using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Distribution;
 

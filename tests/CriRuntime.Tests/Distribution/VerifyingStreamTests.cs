@@ -2,6 +2,7 @@ using System.Text;
 using CriRuntime.Images;
 using CriRuntime.Images.Distribution;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Distribution;
 

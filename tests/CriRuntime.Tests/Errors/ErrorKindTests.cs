@@ -7,6 +7,7 @@ using CriRuntime.Server;
 using CriRuntime.Storage;
 using Grpc.Core;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Errors;
 

@@ -24,28 +24,28 @@ public sealed class ContainerEventHubTests
     [Fact]
     public void Container_transitions_map_to_created_started_stopped_deleted()
     {
-        Assert.Empty(ContainerEventHub.EventsOf(null, Container(ContainerPhase.Creating)));
-        Assert.Equal([ContainerEventType.ContainerCreatedEvent], ContainerEventHub.EventsOf(Container(ContainerPhase.Creating), Container(ContainerPhase.Created)));
-        Assert.Equal([ContainerEventType.ContainerStartedEvent], ContainerEventHub.EventsOf(Container(ContainerPhase.Created), Container(ContainerPhase.Running)));
-        Assert.Equal([ContainerEventType.ContainerStoppedEvent], ContainerEventHub.EventsOf(Container(ContainerPhase.Running), Container(ContainerPhase.Exited)));
-        Assert.Equal([ContainerEventType.ContainerStoppedEvent], ContainerEventHub.EventsOf(Container(ContainerPhase.Created), Container(ContainerPhase.Exited)));
-        Assert.Empty(ContainerEventHub.EventsOf(Container(ContainerPhase.Exited), Container(ContainerPhase.Exited) with { Reason = "Error" }));
-        Assert.Equal([ContainerEventType.ContainerDeletedEvent], ContainerEventHub.EventsOf(Container(ContainerPhase.Exited), null));
+        Assert.Empty(ContainerEvents.Of(null, Container(ContainerPhase.Creating)));
+        Assert.Equal([ContainerEventType.ContainerCreatedEvent], ContainerEvents.Of(Container(ContainerPhase.Creating), Container(ContainerPhase.Created)));
+        Assert.Equal([ContainerEventType.ContainerStartedEvent], ContainerEvents.Of(Container(ContainerPhase.Created), Container(ContainerPhase.Running)));
+        Assert.Equal([ContainerEventType.ContainerStoppedEvent], ContainerEvents.Of(Container(ContainerPhase.Running), Container(ContainerPhase.Exited)));
+        Assert.Equal([ContainerEventType.ContainerStoppedEvent], ContainerEvents.Of(Container(ContainerPhase.Created), Container(ContainerPhase.Exited)));
+        Assert.Empty(ContainerEvents.Of(Container(ContainerPhase.Exited), Container(ContainerPhase.Exited) with { Reason = "Error" }));
+        Assert.Equal([ContainerEventType.ContainerDeletedEvent], ContainerEvents.Of(Container(ContainerPhase.Exited), null));
         // A creation rolled back was never visible, so its removal is no event either.
-        Assert.Empty(ContainerEventHub.EventsOf(Container(ContainerPhase.Creating), null));
+        Assert.Empty(ContainerEvents.Of(Container(ContainerPhase.Creating), null));
     }
 
     [Fact]
     public void Pod_transitions_map_to_created_and_started_then_stopped_deleted()
     {
-        Assert.Empty(ContainerEventHub.EventsOf(null, Pod(PodSandboxPhase.Creating)));
+        Assert.Empty(PodEvents.Of(null, Pod(PodSandboxPhase.Creating)));
         Assert.Equal([ContainerEventType.ContainerCreatedEvent, ContainerEventType.ContainerStartedEvent],
-            ContainerEventHub.EventsOf(Pod(PodSandboxPhase.Creating), Pod(PodSandboxPhase.Ready)));
-        Assert.Empty(ContainerEventHub.EventsOf(Pod(PodSandboxPhase.Ready), Pod(PodSandboxPhase.Ready) with { NetworkAttached = false }));
-        Assert.Equal([ContainerEventType.ContainerStoppedEvent], ContainerEventHub.EventsOf(Pod(PodSandboxPhase.Ready), Pod(PodSandboxPhase.NotReady)));
-        Assert.Empty(ContainerEventHub.EventsOf(Pod(PodSandboxPhase.NotReady), Pod(PodSandboxPhase.NotReady)));
-        Assert.Equal([ContainerEventType.ContainerDeletedEvent], ContainerEventHub.EventsOf(Pod(PodSandboxPhase.NotReady), null));
-        Assert.Empty(ContainerEventHub.EventsOf(Pod(PodSandboxPhase.Creating), null));
+            PodEvents.Of(Pod(PodSandboxPhase.Creating), Pod(PodSandboxPhase.Ready)));
+        Assert.Empty(PodEvents.Of(Pod(PodSandboxPhase.Ready), Pod(PodSandboxPhase.Ready) with { NetworkAttached = false }));
+        Assert.Equal([ContainerEventType.ContainerStoppedEvent], PodEvents.Of(Pod(PodSandboxPhase.Ready), Pod(PodSandboxPhase.NotReady)));
+        Assert.Empty(PodEvents.Of(Pod(PodSandboxPhase.NotReady), Pod(PodSandboxPhase.NotReady)));
+        Assert.Equal([ContainerEventType.ContainerDeletedEvent], PodEvents.Of(Pod(PodSandboxPhase.NotReady), null));
+        Assert.Empty(PodEvents.Of(Pod(PodSandboxPhase.Creating), null));
     }
 
     [Fact]
@@ -56,8 +56,8 @@ public sealed class ContainerEventHubTests
         var b = hub.Subscribe();
         Assert.Equal(2, hub.SubscriberCount);
 
-        hub.OnChanged(Container(ContainerPhase.Creating), Container(ContainerPhase.Created));
-        hub.OnChanged(Container(ContainerPhase.Created), Container(ContainerPhase.Running));
+        ContainerEvents.Publish(hub, Container(ContainerPhase.Creating), Container(ContainerPhase.Created));
+        ContainerEvents.Publish(hub, Container(ContainerPhase.Created), Container(ContainerPhase.Running));
 
         foreach (var subscription in new[] { a, b })
         {
@@ -71,7 +71,7 @@ public sealed class ContainerEventHubTests
 
         a.Dispose();
         Assert.Equal(1, hub.SubscriberCount);
-        hub.OnChanged(Container(ContainerPhase.Running), Container(ContainerPhase.Exited));
+        ContainerEvents.Publish(hub, Container(ContainerPhase.Running), Container(ContainerPhase.Exited));
         Assert.False(a.Reader.TryRead(out _));
         Assert.True(b.Reader.TryRead(out var stopped));
         Assert.Equal(ContainerEventType.ContainerStoppedEvent, stopped.Type);

@@ -1,5 +1,6 @@
 using CriRuntime.Images;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Images.Reference;
 

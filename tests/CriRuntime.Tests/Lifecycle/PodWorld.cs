@@ -15,6 +15,7 @@ using CriRuntime.Storage;
 using CriRuntime.Tests.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
 using Runtime.V1;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Lifecycle;
 

@@ -39,13 +39,13 @@ public sealed class PodSandboxRecordTests
     public void Stored_hostname_survives_a_round_trip_and_old_records_keep_the_hostname_they_were_given()
     {
         var record = Record(Config("pod", ""), "node-1");
-        var json = JsonSerializer.Serialize(record, StateJsonContext.Default.PodSandboxRecord);
-        Assert.Equal("node-1", JsonSerializer.Deserialize(json, StateJsonContext.Default.PodSandboxRecord)!.Hostname);
+        var json = JsonSerializer.Serialize(record, PodJsonContext.Default.PodSandboxRecord);
+        Assert.Equal("node-1", JsonSerializer.Deserialize(json, PodJsonContext.Default.PodSandboxRecord)!.Hostname);
 
         // A record written before the hostname was stored: that pod's UTS namespace got its name (or its config's hostname).
-        var old = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), StateJsonContext.Default.PodSandboxRecord))!.AsObject();
+        var old = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), PodJsonContext.Default.PodSandboxRecord))!.AsObject();
         Assert.True(old.Remove("chosen_hostname"), $"no chosen_hostname in {old}");
-        var legacy = JsonSerializer.Deserialize(old.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!;
+        var legacy = JsonSerializer.Deserialize(old.ToJsonString(), PodJsonContext.Default.PodSandboxRecord)!;
         Assert.Null(legacy.ChosenHostname);
         Assert.Equal("pod", legacy.Hostname);
         Assert.Equal("web", Record(Config("pod", "web"), null).Hostname);
@@ -58,20 +58,20 @@ public sealed class PodSandboxRecordTests
         {
             CgroupLevelsExisting = new Dictionary<string, int> { ["/sys/fs/cgroup/memory"] = 1, ["/sys/fs/cgroup/unified"] = 0 },
         };
-        var json = JsonNode.Parse(JsonSerializer.Serialize(record, StateJsonContext.Default.PodSandboxRecord))!.AsObject();
-        var back = JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!;
+        var json = JsonNode.Parse(JsonSerializer.Serialize(record, PodJsonContext.Default.PodSandboxRecord))!.AsObject();
+        var back = JsonSerializer.Deserialize(json.ToJsonString(), PodJsonContext.Default.PodSandboxRecord)!;
         Assert.Equal(1, back.CgroupLevelsExisting!["/sys/fs/cgroup/memory"]);
         Assert.Equal(0, back.CgroupLevelsExisting["/sys/fs/cgroup/unified"]);
 
         Assert.True(json.Remove("cgroup_levels_existing"), $"no cgroup_levels_existing in {json}");
-        Assert.Null(JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!.CgroupLevelsExisting);
+        Assert.Null(JsonSerializer.Deserialize(json.ToJsonString(), PodJsonContext.Default.PodSandboxRecord)!.CgroupLevelsExisting);
     }
 
     [Fact]
     public void Pod_state_dir_keeps_the_json_name_records_were_first_written_with()
     {
-        var json = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), StateJsonContext.Default.PodSandboxRecord))!.AsObject();
+        var json = JsonNode.Parse(JsonSerializer.Serialize(Record(Config("pod", ""), null), PodJsonContext.Default.PodSandboxRecord))!.AsObject();
         Assert.Equal("/run/x", (string?)json["Directory"]);
-        Assert.Equal("/run/x", JsonSerializer.Deserialize(json.ToJsonString(), StateJsonContext.Default.PodSandboxRecord)!.PodStateDir);
+        Assert.Equal("/run/x", JsonSerializer.Deserialize(json.ToJsonString(), PodJsonContext.Default.PodSandboxRecord)!.PodStateDir);
     }
 }

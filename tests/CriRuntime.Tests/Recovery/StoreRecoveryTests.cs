@@ -8,6 +8,7 @@ using CriRuntime.Tests.State;
 using CriRuntime.Tests.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Recovery;
 

@@ -1,6 +1,7 @@
 using CriRuntime.Images;
 using CriRuntime.Storage;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Storage;
 

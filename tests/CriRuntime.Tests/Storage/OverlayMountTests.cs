@@ -3,6 +3,7 @@ using CriRuntime.Native;
 using CriRuntime.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Storage;
 

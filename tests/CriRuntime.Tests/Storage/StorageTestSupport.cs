@@ -5,6 +5,7 @@ using System.Text;
 using CriRuntime.Images;
 using CriRuntime.Native;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Storage;
 

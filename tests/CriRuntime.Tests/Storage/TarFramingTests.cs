@@ -8,6 +8,7 @@ using CriRuntime.Storage;
 using CriRuntime.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
+using CriRuntime.Content;
 
 namespace CriRuntime.Tests.Storage;
 

@@ -1,3 +1,4 @@
+using CriRuntime.Content;
 namespace CriRuntime.Images.Distribution;
 
 /// <summary>No manifest in an index fits the wanted platform.</summary>

@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using CriRuntime.Content;
 
 namespace CriRuntime.Images.Distribution;
 

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 
-namespace CriRuntime.Images.Distribution;
+namespace CriRuntime.Content;
 
 /// <summary>Content whose size or digest is not what its descriptor promised.</summary>
 public sealed class BlobVerificationException(string message) : IOException(message), ICriError

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 
-namespace CriRuntime.Images;
+namespace CriRuntime.Content;
 
 /// <summary>
 /// A content digest such as <c>sha256:0123...</c>. Only sha256 and sha512 are accepted: they are the
