@@ -341,6 +341,12 @@ read -r load1 _ </proc/loadavg
 if awk -v l="$load1" -v c="$(nproc)" 'BEGIN { exit !(l > c / 2) }'; then
   log "WARNING: load average $load1 on $(nproc) cores: other work on this machine will skew the figures"
 fi
+# The pods' parent cgroup exists before any pod, as the kubelet's QoS cgroups (kubepods/...) do on a node:
+# a runtime that makes a missing parent also removes it with the last pod (issue #13), which no node sees.
+for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+  [[ $(stat -f -c %T "$hierarchy") == cgroup* ]] || continue
+  mkdir -p "$hierarchy${CGROUP_PARENT#/}"
+done
 log "running the benchmark"
 tool_rc=0
 "$BENCH_TOOL" run \
