@@ -46,7 +46,7 @@ public static class ConfigLoader
     private static readonly string[] RegistryKeys = ["config_path", "default_platform", "max_concurrent_downloads", "request_timeout_seconds"];
     private static readonly string[] ImagesKeys = ["progress_interval_seconds"];
     private static readonly string[] CniKeys = ["conf_dir", "bin_dirs", "plugin_timeout_seconds", "conf_template"];
-    private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "handlers"];
+    private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "unprivileged_ports", "unprivileged_icmp", "handlers"];
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
     private static readonly string[] StreamingKeys = ["address", "idle_timeout_seconds", "stream_creation_timeout_seconds", "tls_cert_file", "tls_key_file"];
@@ -223,6 +223,8 @@ public static class ConfigLoader
             {
                 case "default_handler": section.DefaultHandler = doc.String(table, p, key, value); break;
                 case "conmon": section.Conmon = doc.AbsolutePath(table, p, key, value); break;
+                case "unprivileged_ports": section.UnprivilegedPorts = doc.Bool(table, p, key, value); break;
+                case "unprivileged_icmp": section.UnprivilegedIcmp = doc.Bool(table, p, key, value); break;
                 case "handlers":
                 {
                     var handlers = doc.Table(table, p, key, value);

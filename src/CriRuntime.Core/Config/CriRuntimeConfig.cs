@@ -71,6 +71,12 @@ public sealed class RuntimeSection
     /// <summary><c>[runtime] conmon</c>: path of the conmon binary.</summary>
     public string Conmon { get; set; } = "/usr/bin/conmon";
 
+    /// <summary><c>[runtime] unprivileged_ports</c>: pods with their own network get net.ipv4.ip_unprivileged_port_start=0.</summary>
+    public bool UnprivilegedPorts { get; set; } = true;
+
+    /// <summary><c>[runtime] unprivileged_icmp</c>: pods with their own network get net.ipv4.ping_group_range="0 2147483647".</summary>
+    public bool UnprivilegedIcmp { get; set; } = true;
+
     /// <summary><c>[runtime.handlers.NAME]</c>: OCI runtimes selectable by RuntimeHandler.</summary>
     public Dictionary<string, RuntimeHandlerSection> Handlers { get; set; } = new()
     {

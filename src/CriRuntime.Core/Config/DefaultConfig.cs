@@ -71,6 +71,12 @@ public static class DefaultConfig
             "Handler used for pods whose RuntimeClass names none; must be one of [runtime.handlers].");
         w.Key("conmon", config.Runtime.Conmon,
             "Path of the conmon binary that monitors each container process and keeps its logs.");
+        w.Key("unprivileged_ports", config.Runtime.UnprivilegedPorts,
+            "Pods with their own network namespace get net.ipv4.ip_unprivileged_port_start=0, so non-root containers",
+            "can bind ports below 1024 (containerd's enable_unprivileged_ports). A pod's own sysctl overrides it.");
+        w.Key("unprivileged_icmp", config.Runtime.UnprivilegedIcmp,
+            "Pods with their own network namespace get net.ipv4.ping_group_range=\"0 2147483647\", so non-root containers",
+            "can ping (containerd's enable_unprivileged_icmp). A pod's own sysctl overrides it.");
         foreach (var (name, handler) in config.Runtime.Handlers)
         {
             w.Section($"runtime.handlers.{TomlDocument.QuoteKey(name)}", $"The '{name}' runtime handler.");

@@ -40,6 +40,8 @@ public sealed class ContainerManager : IImagesInUse
     private readonly ILogger logger;
     private readonly string bundlesDir;
     private readonly string containersDir;
+    private readonly bool unprivilegedPorts;
+    private readonly bool unprivilegedIcmp;
     // The node's huge page sizes do not change while it runs.
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
@@ -52,6 +54,8 @@ public sealed class ContainerManager : IImagesInUse
         this.runtimes = runtimes;
         this.cgroups = cgroups;
         this.logger = logger;
+        unprivilegedPorts = config.Runtime.UnprivilegedPorts;
+        unprivilegedIcmp = config.Runtime.UnprivilegedIcmp;
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         ExitDir = Path.Combine(config.State, "exits");
@@ -102,7 +106,12 @@ public sealed class ContainerManager : IImagesInUse
 
         // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
-        int stopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM;
+        int stopSignal = StopSignals.Effective(containerConfig.StopSignal, image.Config.StopSignal);
+        var pidMode = PidModeOf(containerConfig, pod);
+        string? targetPidNamespace = pidMode == PidNamespaceMode.Target
+            ? PidNamespaceTarget.PathOf(containerConfig.Linux!.SecurityContext!.NamespaceOptions!.TargetId,
+                Find(containerConfig.Linux.SecurityContext.NamespaceOptions.TargetId), pod.Id, Signals.Exists)
+            : null;
         string id = ObjectIds.New();
         using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
         string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
@@ -146,7 +155,6 @@ public sealed class ContainerManager : IImagesInUse
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
-            var pidMode = PidModeOf(containerConfig, pod);
             var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
             {
                 Id = id,
@@ -161,6 +169,11 @@ public sealed class ContainerManager : IImagesInUse
                 UtsNamespacePath = pod.UtsNamespace,
                 PidMode = pidMode,
                 PodPidNamespacePath = pidMode == PidNamespaceMode.Pod ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false) : null,
+                TargetPidNamespacePath = targetPidNamespace,
+                HostIpc = pod.Config.Linux?.SecurityContext?.NamespaceOptions?.Ipc == NamespaceMode.Node,
+                UnprivilegedPorts = unprivilegedPorts,
+                UnprivilegedIcmp = unprivilegedIcmp,
+                HugetlbAvailable = cgroups.HasHugetlb,
                 CgroupsPath = container.CgroupsPath,
                 HostnameFile = Path.Combine(pod.PodStateDir, "hostname"),
                 HostsFile = Path.Combine(pod.PodStateDir, "hosts"),
@@ -186,7 +199,7 @@ public sealed class ContainerManager : IImagesInUse
             }, cancellationToken).ConfigureAwait(false);
 
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-            container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
+            container = container with { Phase = ContainerPhase.Created, Pid = containerPid, User = ProcessUserOf(spec) };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);
             logger.LogDebug("Container {Id}: rootfs mounted at {Mounted:F1} ms, spec written at {Spec:F1} ms, created by conmon at {Conmon:F1} ms, recorded at {Total:F1} ms",
@@ -623,10 +636,14 @@ public sealed class ContainerManager : IImagesInUse
         {
             NamespaceMode.Node => PidNamespaceMode.Node,
             NamespaceMode.Container => PidNamespaceMode.Container,
-            NamespaceMode.Target => throw new InvalidArgumentException("config.linux.security_context.namespace_options.pid TARGET is not supported yet; use POD or CONTAINER"),
+            NamespaceMode.Target => PidNamespaceMode.Target,
             _ => pod.InfraId is null ? PidNamespaceMode.Container : PidNamespaceMode.Pod,
         };
     }
+
+    private static ContainerProcessUser? ProcessUserOf(RuntimeSpec spec) => spec.Process?.User is { } user
+        ? new ContainerProcessUser(user.Uid, user.Gid, [.. (user.AdditionalGids ?? []).Select(g => (long)g)])
+        : null;
 
     private static async Task<bool> WaitAsync(Task exited, TimeSpan timeout, CancellationToken cancellationToken)
     {

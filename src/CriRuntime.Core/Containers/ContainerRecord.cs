@@ -73,8 +73,11 @@ public sealed record ContainerRecord : IRecord
 
     public required string CgroupsPath { get; init; }
 
-    /// <summary>Signal StopContainer sends first (image StopSignal), as a number.</summary>
+    /// <summary>Signal StopContainer sends first (config stop_signal, else image StopSignal), as a number.</summary>
     public int StopSignal { get; init; } = 15;
+
+    /// <summary>The user of the container's process as its spec gives it (ContainerStatus.user); null in older records.</summary>
+    public ContainerProcessUser? User { get; init; }
 
     [JsonIgnore]
     public ContainerConfig Config => config ??= ContainerConfig.Parser.ParseFrom(ConfigBytes);
@@ -88,3 +91,6 @@ public sealed record ContainerRecord : IRecord
     [JsonIgnore]
     public string ReservationKey => ReservationKeyOf(PodSandboxId, Config.Metadata);
 }
+
+/// <summary>uid, gid and supplemental groups of a container's process, as resolved into its OCI spec.</summary>
+public sealed record ContainerProcessUser(long Uid, long Gid, IReadOnlyList<long> SupplementalGroups);

@@ -1,7 +1,7 @@
 namespace CriRuntime.Oci;
 
-/// <summary>Which PID namespace a container gets (CRI NamespaceMode for pid; TARGET is not supported yet).</summary>
-public enum PidNamespaceMode { Pod, Container, Node }
+/// <summary>Which PID namespace a container gets (CRI NamespaceMode for pid).</summary>
+public enum PidNamespaceMode { Pod, Container, Node, Target }
 
 /// <summary>Everything <see cref="RuntimeSpecBuilder.BuildContainer"/> needs for one CRI container.</summary>
 public sealed record ContainerSpecInput
@@ -27,6 +27,23 @@ public sealed record ContainerSpecInput
 
     /// <summary>For <see cref="PidNamespaceMode.Pod"/>: /proc/&lt;infra pid&gt;/ns/pid.</summary>
     public string? PodPidNamespacePath { get; init; }
+
+    /// <summary>For <see cref="PidNamespaceMode.Target"/>: /proc/&lt;target's init pid&gt;/ns/pid (kubectl debug --target).</summary>
+    public string? TargetPidNamespacePath { get; init; }
+
+    /// <summary>The pod shares the node's IPC namespace (hostIPC): the container gets the node's /dev/shm and /dev/mqueue.</summary>
+    public bool HostIpc { get; init; }
+
+    /// <summary>Default sysctls for a pod with its own network namespace ([runtime] unprivileged_ports / unprivileged_icmp);
+    /// the pod's own sysctls override them.</summary>
+    public bool UnprivilegedPorts { get; init; }
+
+    /// <inheritdoc cref="UnprivilegedPorts"/>
+    public bool UnprivilegedIcmp { get; init; }
+
+    /// <summary>Whether the hugetlb cgroup controller exists; without it hugepage limits are left out of the spec, as
+    /// containerd leaves them (the kubelet sends a zero limit for every page size, which runc could not apply).</summary>
+    public bool HugetlbAvailable { get; init; } = true;
 
     /// <summary>cgroupfs style, e.g. "/kubepods/pod&lt;uid&gt;/&lt;container id&gt;".</summary>
     public required string CgroupsPath { get; init; }

@@ -220,7 +220,7 @@ public sealed class OciRuntime
     public async Task UpdateResourcesAsync(string id, global::Runtime.V1.LinuxContainerResources resources, CancellationToken ct)
     {
         ValidateId(id);
-        var spec = RuntimeSpecBuilder.Resources(resources, RuntimeSpecBuilder.SwapLimitSupportedOnHost());
+        var spec = RuntimeSpecBuilder.Resources(resources, RuntimeSpecBuilder.SwapLimitSupportedOnHost(), RuntimeSpecBuilder.HugetlbAvailableOnHost());
         // crun does not read "-" as stdin, so both runtimes get a file.
         string file = Path.Combine(Path.GetTempPath(), $"criruntime-update-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.json");
         try

@@ -62,8 +62,11 @@ public static class RuntimeSpecBuilder
     }
 
     /// <inheritdoc cref="ResourceSpecOptions.FromCri"/>
-    public static SpecLinuxResources Resources(LinuxContainerResources? resources, bool swapLimitSupported) =>
-        ResourceSpecOptions.FromCri(resources, swapLimitSupported);
+    public static SpecLinuxResources Resources(LinuxContainerResources? resources, bool swapLimitSupported, bool hugetlbAvailable = true) =>
+        ResourceSpecOptions.FromCri(resources, swapLimitSupported, hugetlbAvailable);
+
+    /// <inheritdoc cref="ResourceSpecOptions.HugetlbAvailableOnHost"/>
+    public static bool HugetlbAvailableOnHost() => ResourceSpecOptions.HugetlbAvailableOnHost();
 
     /// <inheritdoc cref="ResourceSpecOptions.SwapLimitSupportedOnHost"/>
     public static bool SwapLimitSupportedOnHost() => ResourceSpecOptions.SwapLimitSupportedOnHost();

@@ -33,7 +33,7 @@ internal static class ContainerSpecOptions
         ResourceSpecOptions.WithOomScoreAdj,
         ResourceSpecOptions.WithResources,
         NamespaceSpecOptions.WithNamespaces,
-        NamespaceSpecOptions.WithSysctls,
+        SysctlSpecOptions.WithSysctls,
         SecuritySpecOptions.WithMaskedAndReadonlyPaths,
         DeviceSpecOptions.WithPrivilegedDevices,
         DeviceSpecOptions.WithCriDevices,

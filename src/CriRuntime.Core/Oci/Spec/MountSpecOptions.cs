@@ -35,7 +35,7 @@ internal static class MountSpecOptions
 
     public static void WithCriMounts(RuntimeSpec spec, ContainerSpecInput input) => ApplyMounts(spec, ContainerMounts(input));
 
-    /// <summary>The CRI mounts plus the pod files (/etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/shm)
+    /// <summary>The CRI mounts plus the pod files (/etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/shm and, hostIPC, /dev/mqueue)
     /// the container does not mount itself, as containerd adds them.</summary>
     private static List<Mount> ContainerMounts(ContainerSpecInput input)
     {
@@ -51,8 +51,7 @@ internal static class MountSpecOptions
         AddFile(input.HostnameFile, "/etc/hostname");
         AddFile(input.HostsFile, "/etc/hosts");
         AddFile(input.ResolvConfFile, "/etc/resolv.conf");
-        if (input.ShmPath is not null && !Mounted(DevShm))
-            mounts.Add(new Mount { HostPath = input.ShmPath, ContainerPath = DevShm, Readonly = false });
+        mounts.AddRange(IpcSpecOptions.IpcMounts(input, Mounted).ToList());
         return mounts;
     }
 
