@@ -234,10 +234,12 @@ public sealed class ContainerManager : IImagesInUse
         var container = Get(containerId);
         using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
         container = Get(container.Id);
+        // The pod first, as containerd checks it: a stopped pod's containers were stopped with it, and "the pod is not
+        // ready" is what the caller must act on. Without the pod lock: a stop of the pod marks it stopping first, then
+        // waits for this container's lock.
+        RequireAcceptsContainers(pods.Get(container.PodSandboxId), "started");
         if (container.Phase != ContainerPhase.Created)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}, not CREATED; only a created container can be started");
-        // Without the pod lock: a stop of the pod marks it stopping first, then waits for this container's lock.
-        RequireAcceptsContainers(pods.Get(container.PodSandboxId), "started");
         var runtime = runtimes.Resolve(container.RuntimeHandler);
         try
         {

@@ -86,10 +86,12 @@ public abstract class PodTest(RegistryFixture registry, ITestOutputHelper output
 
     // ---- daemon
 
-    /// <summary>Starts a daemon on this test's network with the runc and crun handlers, and pulls busybox.</summary>
-    protected async Task<DaemonProcess> StartPodDaemonAsync(string? extraConfig = null)
+    /// <summary>Starts a daemon on this test's network with the runc and crun handlers, and pulls busybox;
+    /// <paramref name="runtimeKeys"/> are more lines for its [runtime] table.</summary>
+    protected async Task<DaemonProcess> StartPodDaemonAsync(string? extraConfig = null, string? runtimeKeys = null)
     {
-        var d = await StartDaemonAsync(Network.DaemonConfig + "\n" + RuntimeConfig + (extraConfig ?? ""));
+        string runtimeConfig = runtimeKeys is null ? RuntimeConfig : RuntimeConfig.Replace("[runtime]\n", "[runtime]\n" + runtimeKeys.TrimEnd('\n') + "\n");
+        var d = await StartDaemonAsync(Network.DaemonConfig + "\n" + runtimeConfig + (extraConfig ?? ""));
         lock (gate) podDaemons.Add(d);
         daemon = d;
         BusyboxImageRef = await PullAsync(d, BusyboxImage);
