@@ -71,6 +71,10 @@ public sealed class RuntimeSection
     /// <summary><c>[runtime] conmon</c>: path of the conmon binary.</summary>
     public string Conmon { get; set; } = "/usr/bin/conmon";
 
+    /// <summary><c>[runtime] image_volumes</c>: what each image VOLUME becomes: "copy" (a writable directory of the
+    /// container's own, seeded with the image's content there), "mkdir" (the same, empty) or "ignore" (nothing).</summary>
+    public string ImageVolumes { get; set; } = "copy";
+
     /// <summary><c>[runtime.handlers.NAME]</c>: OCI runtimes selectable by RuntimeHandler.</summary>
     public Dictionary<string, RuntimeHandlerSection> Handlers { get; set; } = new()
     {

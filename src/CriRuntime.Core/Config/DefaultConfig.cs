@@ -71,6 +71,10 @@ public static class DefaultConfig
             "Handler used for pods whose RuntimeClass names none; must be one of [runtime.handlers].");
         w.Key("conmon", config.Runtime.Conmon,
             "Path of the conmon binary that monitors each container process and keeps its logs.");
+        w.Key("image_volumes", config.Runtime.ImageVolumes,
+            "What each path in an image's config Volumes becomes: \"copy\" a writable directory of the container's own,",
+            "seeded with the image's content there, removed with the container (containerd's and Docker's behaviour);",
+            "\"mkdir\" the same directory, empty; \"ignore\" nothing (the path stays part of the rootfs). A CRI mount at the same path wins.");
         foreach (var (name, handler) in config.Runtime.Handlers)
         {
             w.Section($"runtime.handlers.{TomlDocument.QuoteKey(name)}", $"The '{name}' runtime handler.");
