@@ -1,5 +1,5 @@
+using System.Text.Json.Nodes;
 using CriRuntime.TestSupport;
-using Grpc.Core;
 using Runtime.V1;
 using Xunit;
 using Xunit.Abstractions;
@@ -116,5 +116,70 @@ public sealed class ImageVolumeTests(RegistryFixture registry, ITestOutputHelper
         Assert.Equal("seeded by the image\n", await ExecOkAsync(id, "cat", "/data/seed.txt"));
         Assert.NotEqual(0, (await ExecSyncAsync(id, Sh("echo x > /data/new.txt"))).ExitCode);
         Assert.False(Directory.Exists(Path.Combine(Daemon.Root, "containers", id, "volumes")));
+    }
+
+    /// <summary>The same through stock crictl v1.26.1 (grpc-go), which can ask for a read-only rootfs.</summary>
+    [Fact]
+    public async Task StockCrictl_ReadOnlyRootfs_WritesInTheSeededVolume()
+    {
+        string crictl = StockCriTools.Crictl;
+        await StartPodDaemonAsync();
+        string image = await PushVolumeImageAsync();
+        string dir = TempDir("criruntime-crictl-imgvol-");
+        string crictlConfig = Path.Combine(dir, "crictl.yaml");
+        File.WriteAllText(crictlConfig, $"runtime-endpoint: unix://{Daemon.Socket}\nimage-endpoint: unix://{Daemon.Socket}\ntimeout: 60\npull-image-on-create: false\n");
+        async Task<HostCommand.Result> Crictl(params string[] args)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            var run = await HostCommand.RunAsync(crictl, ["--config", crictlConfig, .. args], cancellationToken: timeout.Token);
+            Output.WriteLine($"$ crictl {string.Join(' ', args)}  (exit {run.ExitCode})\n{run.Stdout.TrimEnd()}\n{run.Stderr.TrimEnd()}");
+            return run;
+        }
+        async Task<string> CrictlOk(params string[] args)
+        {
+            var run = await Crictl(args);
+            if (run.ExitCode != 0) throw Failure($"crictl {string.Join(' ', args)} exited {run.ExitCode}\nstdout: {run.Stdout}\nstderr: {run.Stderr}");
+            return run.Stdout;
+        }
+
+        var podConfig = NewPodConfig("crictl-imgvol");
+        // network=POD(0), pid=CONTAINER(1), ipc=POD(0); crictl reads JSON into the Go structs (snake_case, enums as numbers).
+        JsonObject Namespaces() => new() { ["network"] = 0, ["pid"] = 1, ["ipc"] = 0 };
+        string podJson = Path.Combine(dir, "pod.json");
+        File.WriteAllText(podJson, new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["name"] = podConfig.Metadata.Name, ["uid"] = podConfig.Metadata.Uid, ["namespace"] = podConfig.Metadata.Namespace, ["attempt"] = 0 },
+            ["hostname"] = podConfig.Hostname,
+            ["log_directory"] = podConfig.LogDirectory,
+            ["linux"] = new JsonObject { ["cgroup_parent"] = podConfig.Linux.CgroupParent, ["security_context"] = new JsonObject { ["namespace_options"] = Namespaces() } },
+        }.ToJsonString());
+        Directory.CreateDirectory(Path.Combine(podConfig.LogDirectory, "db"));
+        string containerJson = Path.Combine(dir, "container.json");
+        File.WriteAllText(containerJson, new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["name"] = "db", ["attempt"] = 0 },
+            ["image"] = new JsonObject { ["image"] = image },
+            ["command"] = new JsonArray("sleep", "3600"),
+            ["log_path"] = "db/0.log",
+            ["linux"] = new JsonObject
+            {
+                ["security_context"] = new JsonObject { ["readonly_rootfs"] = true, ["namespace_options"] = Namespaces() },
+            },
+        }.ToJsonString());
+
+        TrackPod(podConfig.Metadata.Uid);
+        string podId = (await CrictlOk("runp", podJson)).Trim();
+        TrackPod(podConfig.Metadata.Uid, podId);
+        string id = (await CrictlOk("create", podId, containerJson, podJson)).Trim();
+        await CrictlOk("start", id);
+
+        string seeded = await CrictlOk("exec", "-s", id, "sh", "-c", "cat /data/seed.txt && echo written > /data/new.txt && cat /data/new.txt");
+        Assert.StartsWith("seeded by the image\nwritten\n", seeded, StringComparison.Ordinal);
+        Assert.NotEqual(0, (await Crictl("exec", "-s", id, "sh", "-c", "echo x > /not-a-volume")).ExitCode);
+
+        await CrictlOk("rm", "-f", id);
+        Assert.False(Directory.Exists(Path.Combine(Daemon.Root, "containers", id)), "the container's directory (with its volumes) is still there after crictl rm");
+        await CrictlOk("stopp", podId);
+        await CrictlOk("rmp", podId);
     }
 }
