@@ -77,6 +77,10 @@ public static class DefaultConfig
         w.Key("unprivileged_icmp", config.Runtime.UnprivilegedIcmp,
             "Pods with their own network namespace get net.ipv4.ping_group_range=\"0 2147483647\", so non-root containers",
             "can ping (containerd's enable_unprivileged_icmp). A pod's own sysctl overrides it.");
+        w.Key("image_volumes", config.Runtime.ImageVolumes,
+            "What each path in an image's config Volumes becomes: \"copy\" a writable directory of the container's own,",
+            "seeded with the image's content there, removed with the container (containerd's and Docker's behaviour);",
+            "\"mkdir\" the same directory, empty; \"ignore\" nothing (the path stays part of the rootfs). A CRI mount at the same path wins.");
         foreach (var (name, handler) in config.Runtime.Handlers)
         {
             w.Section($"runtime.handlers.{TomlDocument.QuoteKey(name)}", $"The '{name}' runtime handler.");

@@ -42,6 +42,7 @@ public sealed class ContainerManager : IImagesInUse
     private readonly string containersDir;
     private readonly bool unprivilegedPorts;
     private readonly bool unprivilegedIcmp;
+    private readonly ImageVolumesMode imageVolumesMode;
     // The node's huge page sizes do not change while it runs.
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
@@ -58,6 +59,7 @@ public sealed class ContainerManager : IImagesInUse
         unprivilegedIcmp = config.Runtime.UnprivilegedIcmp;
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
+        imageVolumesMode = ImageVolumes.ParseMode(config.Runtime.ImageVolumes);
         ExitDir = Path.Combine(config.State, "exits");
         store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), ContainerJsonContext.Default.ContainerRecord, logger,
             // The embedded CRI config must parse, and it must name the object (its name is reserved from it).
@@ -67,7 +69,8 @@ public sealed class ContainerManager : IImagesInUse
         };
     }
 
-    public string? ContainerUsing(string imageId) => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
+    public string? ContainerUsing(string imageId) =>
+        store.All.FirstOrDefault(c => c.ImageId == imageId || c.ImageMounts?.Any(m => m.ImageId == imageId) == true)?.Id;
 
     /// <summary>Where conmon writes one file per exited container, named by its id.</summary>
     public string ExitDir { get; }
@@ -113,6 +116,8 @@ public sealed class ContainerManager : IImagesInUse
                 Find(containerConfig.Linux.SecurityContext.NamespaceOptions.TargetId), pod.Id, Signals.Exists)
             : null;
         string id = ObjectIds.New();
+        // Image mounts are checked and their images found before anything is made, and recorded with the container.
+        var imageMounts = ImageMounts.Plan(containerConfig, images.Find, Path.Combine(bundlesDir, id));
         using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
         string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
         if (!reservedNames.TryAdd(key, id))
@@ -140,6 +145,7 @@ public sealed class ContainerManager : IImagesInUse
             WritableLayerDir = Path.Combine(containersDir, id),
             CgroupsPath = $"{pod.CgroupParent}/{id}",
             StopSignal = stopSignal,
+            ImageMounts = imageMounts.Count > 0 ? imageMounts : null,
         };
 
         try
@@ -153,6 +159,9 @@ public sealed class ContainerManager : IImagesInUse
             Directory.CreateDirectory(work);
             Directory.CreateDirectory(container.Rootfs);
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
+            var imageMountSources = ImageMounts.MountAll(imageMounts, containerConfig, layers);
+            var imageVolumeMounts = ImageVolumes.Prepare(imageVolumesMode, image, containerConfig, container.Rootfs, container.WritableLayerDir,
+                container.ImageName, logger);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
             var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
@@ -180,6 +189,8 @@ public sealed class ContainerManager : IImagesInUse
                 ResolvConfFile = Path.Combine(pod.PodStateDir, "resolv.conf"),
                 ShmPath = pod.ShmPath,
                 Hostname = pod.Hostname,
+                ImageMountSources = imageMountSources,
+                ImageVolumeMounts = imageVolumeMounts,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
@@ -498,6 +509,14 @@ public sealed class ContainerManager : IImagesInUse
         bool unknown = false;
         foreach (var container in store.All)
         {
+            foreach (var mount in container.ImageMounts ?? [])
+            {
+                foreach (var text in mount.LayerChainIds)
+                {
+                    if (Digest.TryParse(text, out var chainId)) used.Add(chainId);
+                    else unknown = true;
+                }
+            }
             if (container.LayerChainIds is { } recorded)
             {
                 foreach (var text in recorded)
@@ -582,7 +601,9 @@ public sealed class ContainerManager : IImagesInUse
         }
         if (Mounts.IsMountPoint(container.Rootfs) && Mounts.TryUnmount(container.Rootfs, UnmountFlags.Detach) != 0 && Mounts.IsMountPoint(container.Rootfs))
             problems.Add($"could not unmount its rootfs {container.Rootfs}");
-        if (!Mounts.IsMountPoint(container.Rootfs))
+        problems.AddRange(ImageMounts.UnmountAll(container.Bundle));
+        // Nothing is deleted through a mount: not the rootfs, not an image mount.
+        if (!Mounts.IsMountPoint(container.Rootfs) && !ImageMounts.AnyMounted(container.Bundle))
         {
             foreach (var dir in new[] { container.Bundle, container.WritableLayerDir })
             {

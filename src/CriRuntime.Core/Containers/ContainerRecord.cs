@@ -32,6 +32,11 @@ public sealed record ContainerRecord : IRecord
     /// garbage collection can spare them even when the image record is gone. Null in records written before this existed.
     /// </summary>
     public IReadOnlyList<string>? LayerChainIds { get; init; }
+
+    /// <summary>Images the container mounts (CRI Mount.image), recorded before they are mounted so that RemoveImage and
+    /// garbage collection spare them while the container exists. Null in records written before this existed.</summary>
+    public IReadOnlyList<ImageMountRecord>? ImageMounts { get; init; }
+
     public required string PodSandboxId { get; init; }
 
     /// <summary>The ContainerConfig as received, protobuf-encoded.</summary>

@@ -60,6 +60,13 @@ public sealed record ContainerSpecInput
     /// <summary>The pod's /dev/shm tmpfs; null: a private 64 MiB tmpfs.</summary>
     public string? ShmPath { get; init; }
 
+    /// <summary>By index in Config.Mounts: the node path each image mount (Mount.image) binds, its image mounted read-only
+    /// and its image_sub_path resolved (see Containers/ImageMounts).</summary>
+    public IReadOnlyDictionary<int, string> ImageMountSources { get; init; } = new Dictionary<int, string>();
+
+    /// <summary>The image's VOLUMEs as read-write mounts of the container's own directories (see Containers/ImageVolumes).</summary>
+    public IReadOnlyList<global::Runtime.V1.Mount> ImageVolumeMounts { get; init; } = [];
+
     /// <summary>Goes into the HOSTNAME environment variable.</summary>
     public required string Hostname { get; init; }
 

@@ -86,11 +86,11 @@ public abstract class PodTest(RegistryFixture registry, ITestOutputHelper output
 
     // ---- daemon
 
-    /// <summary>Starts a daemon on this test's network with the runc and crun handlers, and pulls busybox;
-    /// <paramref name="runtimeKeys"/> are more lines for its [runtime] table.</summary>
+    /// <summary>Starts a daemon on this test's network with the runc and crun handlers, and pulls busybox.</summary>
+    /// <param name="runtimeKeys">Lines added to the [runtime] table (it cannot be reopened in <paramref name="extraConfig"/>).</param>
     protected async Task<DaemonProcess> StartPodDaemonAsync(string? extraConfig = null, string? runtimeKeys = null)
     {
-        string runtimeConfig = runtimeKeys is null ? RuntimeConfig : RuntimeConfig.Replace("[runtime]\n", "[runtime]\n" + runtimeKeys.TrimEnd('\n') + "\n");
+        string runtimeConfig = RuntimeConfig.Replace("[runtime]\n", "[runtime]\n" + (runtimeKeys is null ? "" : runtimeKeys.TrimEnd('\n') + "\n"), StringComparison.Ordinal);
         var d = await StartDaemonAsync(Network.DaemonConfig + "\n" + runtimeConfig + (extraConfig ?? ""));
         lock (gate) podDaemons.Add(d);
         daemon = d;

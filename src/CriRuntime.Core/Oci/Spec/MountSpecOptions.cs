@@ -40,7 +40,7 @@ internal static class MountSpecOptions
     private static List<Mount> ContainerMounts(ContainerSpecInput input)
     {
         var security = input.SecurityContext();
-        var mounts = input.Config.Mounts.ToList();
+        var mounts = ImageMountSpecOptions.CriAndImageMounts(input);
         bool Mounted(string path) => mounts.Any(m => CleanPath(m.ContainerPath) == path);
         void AddFile(string? hostPath, string containerPath)
         {
@@ -109,6 +109,7 @@ internal static class MountSpecOptions
                     break;
             }
             options.Add(m.Readonly ? "ro" : "rw");
+            if (ImageMountSpecOptions.IsImageMount(m)) options.AddRange(ImageMountSpecOptions.ImageMountOptions);
             spec.Mounts.Add(new SpecMount { Destination = m.ContainerPath, Type = "bind", Source = source, Options = options });
         }
     }
