@@ -7,6 +7,8 @@ namespace CriRuntime.Server;
 
 internal sealed partial class CriRuntimeService
 {
+    private const int MaxPortForwardPorts = 1024;
+
     /// <summary>
     /// Checks the request as containerd does (the pod exists and is ready; ports are 1..65535) and returns a
     /// single-use URL on the streaming server, where the client's port-forward streams are served.
@@ -14,6 +16,9 @@ internal sealed partial class CriRuntimeService
     public override Task<PortForwardResponse> PortForward(PortForwardRequest request, ServerCallContext context)
     {
         RequireId(request.PodSandboxId, "pod_sandbox_id");
+        // The request waits in the token cache until its client connects: keep what it may hold small.
+        if (request.Port.Count > MaxPortForwardPorts)
+            throw new InvalidArgumentException($"{request.Port.Count} ports given; at most {MaxPortForwardPorts} can be forwarded by one request", "port");
         foreach (var port in request.Port)
             if (port is < 1 or > 65535)
                 throw new InvalidArgumentException($"port {port} is outside 1..65535: give the pod's ports to forward to", "port");

@@ -84,7 +84,7 @@ internal sealed class PortForwardHandler(PodSandboxManager pods, ILogger<PortFor
                 lock (waiting) ours = waiting.Remove(requestId);
                 pair.Completed.Cancel();
                 if (!ours) continue;
-                Track(ForwardAsync(request.PodSandboxId, pair, gone.Token));
+                Track(ForwardOrResetAsync(request.PodSandboxId, pair, gone.Token));
             }
         }
         catch (Exception e) when (e is OperationCanceledException or SpdyStreamClosedException)
@@ -138,6 +138,20 @@ internal sealed class PortForwardHandler(PodSandboxManager pods, ILogger<PortFor
         if (pair.Error is { } error)
             await TryAsync(() => WriteErrorAsync(error, $"error processing stream for request {pair.RequestId}: {type} stream already assigned", false, cancellationToken))
                 .ConfigureAwait(false);
+    }
+
+    /// <summary>One forward, whatever happens: a failure nobody foresaw resets its two streams and leaves the others running.</summary>
+    private async Task ForwardOrResetAsync(string podId, StreamPair pair, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ForwardAsync(podId, pair, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "Port-forward request {Request} to pod {Pod} failed", Echo.Of(pair.RequestId), podId);
+            await ResetAsync(pair).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Dials the pair's port in the pod and copies both ways until the forward ends; failures go on the pair's error stream.</summary>

@@ -130,9 +130,9 @@ public sealed class PortForwardTests(RegistryFixture registry, ITestOutputHelper
     }
 
     [Fact]
-    public async Task PortForward_Rpc_ChecksThePodAndThePorts()
+    public async Task PortForward_Rpc_ChecksThePodAndThePorts_AndALonePairTimesOut()
     {
-        await StartPodDaemonAsync();
+        await StartPodDaemonAsync("\n[streaming]\nstream_creation_timeout_seconds = 2\n");
         var pod = await RunPodAsync("pf-rpc");
 
         await ExpectErrorAsync(StatusCode.InvalidArgument, "PortForward without a pod id",
@@ -144,6 +144,23 @@ public sealed class PortForwardTests(RegistryFixture registry, ITestOutputHelper
             var bad = await ExpectErrorAsync(StatusCode.InvalidArgument, $"PortForward to port {port}",
                 dl => Runtime.PortForwardAsync(new PortForwardRequest { PodSandboxId = pod.Id, Port = { 80, port } }, deadline: dl));
             Assert.Contains($"port {port}", bad.Status.Detail);
+        }
+
+        var many = await ExpectErrorAsync(StatusCode.InvalidArgument, "PortForward of 1025 ports",
+            dl => Runtime.PortForwardAsync(new PortForwardRequest { PodSandboxId = pod.Id, Port = { Enumerable.Range(1, 1025) } }, deadline: dl));
+        Assert.Contains("at most 1024", many.Status.Detail);
+
+        // A pair whose data stream never comes is told so on its error stream once the stream creation timeout passes.
+        using (var lonely = new CancellationTokenSource(Bound))
+        {
+            var url = (await Runtime.PortForwardAsync(new PortForwardRequest { PodSandboxId = pod.Id })).Url;
+            await using var alone = (await SpdyStreamingClient.ConnectAsync(url, ["portforward.k8s.io"], lonely.Token)).Session!;
+            var error = await alone.OpenAsync("error", lonely.Token, new("port", "80"), new("requestid", "lone"));
+            await error.CloseWriteAsync(lonely.Token);
+            var waited = Stopwatch.StartNew();
+            using var json = JsonDocument.Parse(await error.ReadToEndAsync(lonely.Token));
+            Assert.Contains("timed out waiting for streams of request lone", json.RootElement.GetProperty("message").GetString());
+            Assert.InRange(waited.Elapsed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(30));
         }
 
         // A token issued while the pod ran is refused on its error stream once the pod has stopped.
