@@ -83,7 +83,11 @@ internal sealed class PortForwardHandler(PodSandboxManager pods, ILogger<PortFor
                 // The creation timeout may have taken the pair meanwhile (and told the client); then it is not forwarded.
                 lock (waiting) ours = waiting.Remove(requestId);
                 pair.Completed.Cancel();
-                if (!ours) continue;
+                if (!ours)
+                {
+                    await TryAsync(() => stream.ResetAsync(SpdyRstStatus.Cancel, gone.Token)).ConfigureAwait(false);
+                    continue;
+                }
                 Track(ForwardOrResetAsync(request.PodSandboxId, pair, gone.Token));
             }
         }
