@@ -40,6 +40,7 @@ public sealed class ContainerManager : IImagesInUse
     private readonly ILogger logger;
     private readonly string bundlesDir;
     private readonly string containersDir;
+    private readonly CriRuntime.Oci.Spec.LsmHost lsm;
     // The node's huge page sizes do not change while it runs.
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
@@ -52,6 +53,7 @@ public sealed class ContainerManager : IImagesInUse
         this.runtimes = runtimes;
         this.cgroups = cgroups;
         this.logger = logger;
+        lsm = CriRuntime.Oci.Spec.LsmHost.ForThisHost(logger);
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         ExitDir = Path.Combine(config.State, "exits");
@@ -167,6 +169,8 @@ public sealed class ContainerManager : IImagesInUse
                 ResolvConfFile = Path.Combine(pod.PodStateDir, "resolv.conf"),
                 ShmPath = pod.ShmPath,
                 Hostname = pod.Hostname,
+                CgroupV2 = cgroups.IsUnified,
+                Lsm = lsm,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
