@@ -142,9 +142,11 @@ public sealed class ContainerManager : IImagesInUse
             await store.PutAsync(container, cancellationToken).ConfigureAwait(false);
             string upper = Path.Combine(container.WritableLayerDir, "upper");
             string work = Path.Combine(container.WritableLayerDir, "work");
-            Directory.CreateDirectory(upper);
-            Directory.CreateDirectory(work);
-            Directory.CreateDirectory(container.Rootfs);
+            // The writable layer and the bundle (config.json holds the container's env) are the daemon's alone (issue #11);
+            // the upper dir's own mode is what the container sees as its "/" (OverlayMount sets it).
+            FileModes.CreateDirectory(container.WritableLayerDir, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Bundle, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Rootfs, FileModes.PrivateDirectory);
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
@@ -176,7 +178,7 @@ public sealed class ContainerManager : IImagesInUse
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
             if (logPath.Length > 0) Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-            Directory.CreateDirectory(ExitDir);
+            FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
             File.Delete(Path.Combine(ExitDir, id));
             int containerPid = await runtime.CreateAsync(new RuntimeCreateRequest
             {
@@ -436,7 +438,7 @@ public sealed class ContainerManager : IImagesInUse
     /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
     internal StoreLoadReport LoadRecords()
     {
-        Directory.CreateDirectory(ExitDir);
+        FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
         return store.Load();
     }
 

@@ -19,7 +19,7 @@ public static class OverlayMount
         if ((upperDir is null) != (workDir is null)) throw new ArgumentException("upperdir and workdir go together");
         foreach (var lower in lowerDirsTopFirst) CheckPath(lower, "lowerdir");
 
-        Directory.CreateDirectory(target);
+        FileModes.CreateDirectory(target, FileModes.PrivateDirectory);
         if (upperDir is null)
         {
             if (lowerDirsTopFirst.Count == 1)
@@ -42,8 +42,10 @@ public static class OverlayMount
 
         CheckPath(upperDir, "upperdir");
         CheckPath(workDir!, "workdir");
-        Directory.CreateDirectory(upperDir);
-        Directory.CreateDirectory(workDir!);
+        // The upper dir's mode is the container's "/" (overlay takes a merged root's attributes from the upper): 0755
+        // as containerd's snapshotter makes it, never the daemon's umask. Its parent keeps other users out (issue #11).
+        FileModes.CreateDirectory(upperDir, FileModes.PublicDirectory);
+        FileModes.CreateDirectory(workDir!, FileModes.PrivateDirectory);
         Mounts.Mount("overlay", target, "overlay", MountFlags.None, Options(lowerDirsTopFirst, upperDir, workDir));
     }
 

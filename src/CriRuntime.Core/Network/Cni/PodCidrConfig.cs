@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using System.Net;
 using System.Text;
 using CriRuntime.Storage;
@@ -54,7 +55,8 @@ public sealed class PodCidrConfig(string confDir, string templatePath, ILogger<P
             if (current is null || !current.AsSpan().SequenceEqual(bytes))
             {
                 Directory.CreateDirectory(confDir);
-                await AtomicFile.WriteAllBytesAsync(RenderedPath, bytes, cancellationToken).ConfigureAwait(false);
+                // A CNI network config is no secret and other node agents read it: 0644, as containerd writes it.
+                await AtomicFile.WriteAllBytesAsync(RenderedPath, bytes, FileModes.PublicFile, cancellationToken).ConfigureAwait(false);
                 logger.LogInformation("Wrote {Path} from {Template} for pod CIDR {PodCidr}", RenderedPath, templatePath, string.Join(",", cidrs));
             }
             PodCidrs = cidrs;
