@@ -192,6 +192,7 @@ public sealed class ContainerManager : IImagesInUse
             }, cancellationToken).ConfigureAwait(false);
 
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            OverlayMount.SealHostSide(container.Rootfs);
             container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);

@@ -49,6 +49,17 @@ public static class OverlayMount
         Mounts.Mount("overlay", target, "overlay", MountFlags.None, Options(lowerDirsTopFirst, upperDir, workDir));
     }
 
+    /// <summary>
+    /// Remounts the host's copy of a container's rootfs nosuid,nodev (issue #11), once the runtime has made the
+    /// container's own copy (during create: runc binds the rootfs in the container's mount namespace and pivots into
+    /// it). A remount changes only that one mount's flags; they do not propagate, so set-uid files still work inside
+    /// the container (allowPrivilegeEscalation) while the host-side path, should anyone reach it, honours neither
+    /// set-uid bits nor device nodes. Mounting nosuid from the start would give the container nosuid too: a bind
+    /// mount copies its source's flags.
+    /// </summary>
+    public static void SealHostSide(string target) =>
+        Mounts.Mount(null, target, null, MountFlags.Remount | MountFlags.Bind | MountFlags.NoSuid | MountFlags.NoDev);
+
     /// <summary>Mounts the given layers (bottom layer first, as in an image manifest) through the
     /// store's short links.</summary>
     public static void MountLayers(LayerStore store, IReadOnlyList<Digest> chainIdsBottomFirst, string upper, string work, string target)

@@ -74,6 +74,9 @@ public sealed class SecureDefaultsTests(RegistryFixture registry, ITestOutputHel
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(bundleConfig));
         foreach (string record in Directory.GetFiles(Path.Combine(daemon.Root, "containers", "records")).Concat(Directory.GetFiles(Path.Combine(daemon.Root, "pods"))))
             Assert.True(File.GetUnixFileMode(record) == (UnixFileMode.UserRead | UnixFileMode.UserWrite), $"{record} is {File.GetUnixFileMode(record)}");
+        // The host's copy of the rootfs mount honours neither set-uid bits nor device nodes.
+        string hostOptions = MountOptions(File.ReadAllText("/proc/self/mountinfo"), Path.Combine(daemon.State, "containers", id, "rootfs"));
+        Assert.True(hostOptions.Split(',').Contains("nosuid") && hostOptions.Split(',').Contains("nodev"), $"host-side rootfs mount options: {hostOptions}");
         // The socket keeps its deliberate 0660 in a directory its group can pass through.
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite, File.GetUnixFileMode(daemon.Socket));
     }
@@ -97,6 +100,9 @@ public sealed class SecureDefaultsTests(RegistryFixture registry, ITestOutputHel
         Assert.Equal("from the host", await ExecOkAsync(id, "cat", "/deep/er/vol/f"));
         Assert.Equal("0022", (await ExecOkAsync(id, "sh", "-c", "umask")).Trim());
         Assert.Equal("0022", (await ExecOkAsync(id, "cat", "/proc/1/status")).Split('\n').Single(l => l.StartsWith("Umask:", StringComparison.Ordinal)).Split(':')[1].Trim());
+        // Inside, "/" keeps set-uid and devices (allowPrivilegeEscalation works as under containerd).
+        string inside = MountOptions(await ExecOkAsync(id, "cat", "/proc/self/mountinfo"), "/");
+        Assert.False(inside.Split(',').Contains("nosuid") || inside.Split(',').Contains("nodev"), $"the container's / is mounted {inside}");
         // The container's "/" is 0755 as in its image, not the daemon's 0700.
         Assert.Equal("755", (await ExecOkAsync(id, "busybox", "stat", "-c", "%a", "/")).Trim());
         // Item 8: on cgroup v2 a cgroup namespace of its own; on v1 (as containerd 2.x) the host's.
@@ -126,6 +132,10 @@ public sealed class SecureDefaultsTests(RegistryFixture registry, ITestOutputHel
 
     private const UnixFileMode FileModes755 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
         UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+
+    /// <summary>The per-mount options of the (last) mount at <paramref name="mountPoint"/> in a mountinfo text.</summary>
+    private static string MountOptions(string mountinfo, string mountPoint) =>
+        mountinfo.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).Last(f => f[4] == mountPoint)[5];
 
     /// <summary>The namespace a /proc/PID/ns/ link names, e.g. "cgroup:[4026531835]".</summary>
     private static string NamespaceOf(string link) => new FileInfo(link).LinkTarget ?? throw new InvalidOperationException($"{link} is not a link");
