@@ -20,15 +20,22 @@ public static partial class FileModes
     public const UnixFileMode PublicDirectory = TraversableDirectory | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
 
     /// <summary>
-    /// mkdir -p with <paramref name="mode"/> for every level it makes; the last level, when made here, gets exactly
-    /// <paramref name="mode"/> (the umask only narrows mkdir's mode). An existing directory keeps its mode: start-up
-    /// tightens the tree once (<c>Security/StateTreeModes</c>), and some directories (a kubelet's) are not ours.
+    /// mkdir -p where every level made here gets exactly <paramref name="mode"/> (mkdir's mode is narrowed by the
+    /// umask, so each is chmod'ed after). An existing directory keeps its mode: start-up narrows the daemon's tree once
+    /// (<c>Security/StateTreeModes</c>), and some directories (a kubelet's) are not ours.
     /// </summary>
     public static void CreateDirectory(string path, UnixFileMode mode)
     {
-        if (Directory.Exists(path)) return;
-        Directory.CreateDirectory(path, mode);
-        File.SetUnixFileMode(path, mode);
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        if (Directory.Exists(full)) return;
+        var missing = new Stack<string>();
+        for (string? level = full; level is not null && !Directory.Exists(level); level = Path.GetDirectoryName(level))
+            missing.Push(level);
+        while (missing.TryPop(out string? level))
+        {
+            Directory.CreateDirectory(level, mode);
+            File.SetUnixFileMode(level, mode);
+        }
     }
 
     /// <summary>

@@ -107,7 +107,12 @@ public sealed class StateTreeModesTests : IDisposable
     {
         string deep = tmp["made/a/b"];
         FileModes.CreateDirectory(deep, FileModes.PublicDirectory);
-        Assert.Equal(Open, Mode(deep));
+        // Every level made, not only the last: a container user must pass through a created volume's parents.
+        foreach (string level in new[] { tmp["made"], tmp["made/a"], deep }) Assert.Equal(Open, Mode(level));
+        // Exact even where the umask would narrow mkdir's mode (this process's umask takes at least o+w from 0777).
+        string wide = tmp["wide/x/y"];
+        FileModes.CreateDirectory(wide, (UnixFileMode)0x1FF);
+        foreach (string level in new[] { tmp["wide"], tmp["wide/x"], wide }) Assert.Equal(0x1FF, Mode(level));
         // An existing directory keeps its mode (start-up narrows; some directories are not ours).
         Files.Chmod(deep, 0x1FF);
         FileModes.CreateDirectory(deep, FileModes.PrivateDirectory);
