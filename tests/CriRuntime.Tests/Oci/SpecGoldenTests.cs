@@ -139,7 +139,7 @@ public sealed class SpecGoldenTests : IDisposable
         SwapLimitSupported = true,
         GrantableCapabilities = Grantable,
         // Pinned so the files do not depend on the build machine: the cgroup namespace and the LSMs have their own
-        // tests (CgroupNamespaceSpecTests, AppArmorSpecTests, SelinuxSpecTests).
+        // tests (LsmSpecTests).
         CgroupV2 = false,
         Lsm = new FakeLsmHost(),
     };
