@@ -43,6 +43,7 @@ public sealed class ContainerManager : IImagesInUse
     private readonly bool unprivilegedPorts;
     private readonly bool unprivilegedIcmp;
     private readonly ImageVolumesMode imageVolumesMode;
+    private readonly CriRuntime.Oci.Spec.LsmHost lsm;
     // The node's huge page sizes do not change while it runs.
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
@@ -57,6 +58,7 @@ public sealed class ContainerManager : IImagesInUse
         this.logger = logger;
         unprivilegedPorts = config.Runtime.UnprivilegedPorts;
         unprivilegedIcmp = config.Runtime.UnprivilegedIcmp;
+        lsm = CriRuntime.Oci.Spec.LsmHost.ForThisHost(logger);
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
         imageVolumesMode = ImageVolumes.ParseMode(config.Runtime.ImageVolumes);
@@ -155,9 +157,11 @@ public sealed class ContainerManager : IImagesInUse
             await store.PutAsync(container, cancellationToken).ConfigureAwait(false);
             string upper = Path.Combine(container.WritableLayerDir, "upper");
             string work = Path.Combine(container.WritableLayerDir, "work");
-            Directory.CreateDirectory(upper);
-            Directory.CreateDirectory(work);
-            Directory.CreateDirectory(container.Rootfs);
+            // The writable layer and the bundle (config.json holds the container's env) are the daemon's alone (issue #11);
+            // the upper dir's own mode is what the container sees as its "/" (OverlayMount sets it).
+            FileModes.CreateDirectory(container.WritableLayerDir, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Bundle, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Rootfs, FileModes.PrivateDirectory);
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
             var imageMountSources = ImageMounts.MountAll(imageMounts, containerConfig, layers);
             var imageVolumeMounts = ImageVolumes.Prepare(imageVolumesMode, image, containerConfig, container.Rootfs, container.WritableLayerDir,
@@ -191,12 +195,14 @@ public sealed class ContainerManager : IImagesInUse
                 Hostname = pod.Hostname,
                 ImageMountSources = imageMountSources,
                 ImageVolumeMounts = imageVolumeMounts,
+                CgroupV2 = cgroups.IsUnified,
+                Lsm = lsm,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
             if (logPath.Length > 0) Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-            Directory.CreateDirectory(ExitDir);
+            FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
             File.Delete(Path.Combine(ExitDir, id));
             int containerPid = await runtime.CreateAsync(new RuntimeCreateRequest
             {
@@ -210,6 +216,7 @@ public sealed class ContainerManager : IImagesInUse
             }, cancellationToken).ConfigureAwait(false);
 
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            OverlayMount.SealHostSide(container.Rootfs);
             container = container with { Phase = ContainerPhase.Created, Pid = containerPid, User = ProcessUserOf(spec) };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);
@@ -458,7 +465,7 @@ public sealed class ContainerManager : IImagesInUse
     /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
     internal StoreLoadReport LoadRecords()
     {
-        Directory.CreateDirectory(ExitDir);
+        FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
         return store.Load();
     }
 

@@ -87,4 +87,10 @@ public sealed record ContainerSpecInput
     /// <summary>Whether memory+swap limits exist (cgroup v1 memory.memsw.*). containerd sets swap equal to
     /// the memory limit when they do, so a container does not swap by default. Null: probe this host.</summary>
     public bool? SwapLimitSupported { get; init; }
+
+    /// <summary>Whether the node runs cgroup v2 (a private cgroup namespace then); null: probe this host.</summary>
+    public bool? CgroupV2 { get; init; }
+
+    /// <summary>The node's Linux security modules (AppArmor, SELinux); null: <see cref="Spec.LsmHost.System"/>.</summary>
+    public Spec.LsmHost? Lsm { get; init; }
 }

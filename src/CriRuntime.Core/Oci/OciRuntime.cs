@@ -279,7 +279,9 @@ public sealed class OciRuntime
         foreach (string a in args) psi.ArgumentList.Add(a);
         try
         {
-            return Process.Start(psi) ?? throw new OciRuntimeException($"could not start {BinaryPath}");
+            // runc exec's process keeps the umask it inherits: the conventional 022, not the daemon's 077.
+            using (FileModes.UseChildUmask())
+                return Process.Start(psi) ?? throw new OciRuntimeException($"could not start {BinaryPath}");
         }
         catch (System.ComponentModel.Win32Exception e)
         {

@@ -54,10 +54,11 @@ public static class RuntimeSpecBuilder
     /// <inheritdoc cref="InfraSpecOptions.PrepareRootfs"/>
     public static void PrepareInfraRootfs(string dir, string catatonitPath = "/usr/bin/catatonit") => InfraSpecOptions.PrepareRootfs(dir, catatonitPath);
 
-    /// <summary>Writes &lt;bundleDir&gt;/config.json atomically and durably.</summary>
+    /// <summary>Writes &lt;bundleDir&gt;/config.json atomically and durably, 0600 in a 0700 dir: it holds the container's
+    /// environment, secrets included.</summary>
     public static void WriteBundle(string bundleDir, RuntimeSpec spec)
     {
-        Directory.CreateDirectory(bundleDir);
+        Native.FileModes.CreateDirectory(bundleDir, Native.FileModes.PrivateDirectory);
         AtomicFile.WriteAllBytes(Path.Combine(bundleDir, "config.json"), spec.ToUtf8Json());
     }
 

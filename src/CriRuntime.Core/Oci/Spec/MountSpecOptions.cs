@@ -82,7 +82,8 @@ internal static class MountSpecOptions
                 // The kernel makes what is under /proc and /sys; creating there is never right (CreateContainer checks first).
                 if (Containers.ContainerConfigValidation.IsUnderKernelTree(source))
                     throw new InvalidArgumentException($"mount {m.ContainerPath}: host path {source} does not exist, and entries under /proc and /sys cannot be created");
-                try { Directory.CreateDirectory(source); }
+                // 0755 at every level made, as containerd's MkdirAll(src, 0755) under a 022 umask: not the daemon's 077.
+                try { FileModes.CreateDirectory(source, FileModes.PublicDirectory); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     throw new IOException($"mount {m.ContainerPath}: host path {source} does not exist and could not be created: {e.Message}", e);
