@@ -63,4 +63,8 @@ public sealed record ContainerSpecInput
     /// <summary>Whether memory+swap limits exist (cgroup v1 memory.memsw.*). containerd sets swap equal to
     /// the memory limit when they do, so a container does not swap by default. Null: probe this host.</summary>
     public bool? SwapLimitSupported { get; init; }
+
+    /// <summary>The container edits of the CDI devices it asked for, in the order they apply (resolved by
+    /// <see cref="CriRuntime.Cdi.CdiRegistry"/> before the spec is built).</summary>
+    public IReadOnlyList<CriRuntime.Cdi.CdiContainerEdits> CdiEdits { get; init; } = [];
 }

@@ -150,6 +150,7 @@ internal static class Daemon
         services.AddSingleton<IContainerRuntimes, RuntimeHandlers>();
         services.AddSingleton<ContainerEventHub>();
         services.AddSingleton<PodSandboxManager>();
+        services.AddSingleton(sp => new CriRuntime.Cdi.CdiRegistry(config.Cdi.SpecDirs, sp.GetRequiredService<ILogger<CriRuntime.Cdi.CdiRegistry>>()));
         services.AddSingleton<ContainerManager>();
         services.AddSingleton<IImagesInUse>(sp => sp.GetRequiredService<ContainerManager>());
         services.AddSingleton<PodLifecycle>();

@@ -39,6 +39,7 @@ internal static class ContainerSpecOptions
         DeviceSpecOptions.WithCriDevices,
         SeccompSpecOptions.WithSeccomp,
         MountSpecOptions.WithCriMounts,
+        CdiSpecOptions.WithCdiDevices,
         AnnotationSpecOptions.WithCriAnnotations,
     ];
 
