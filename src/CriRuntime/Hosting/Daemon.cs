@@ -162,6 +162,7 @@ internal static class Daemon
         services.AddSingleton<ImageGarbageCollection>();
         services.AddSingleton<StartupRecovery>();
         services.AddSingleton<StatsCollector>();
+        services.AddSingleton<CriMetrics>();
         services.AddHostedService<IdleMemoryTrimmer>();
         services.AddSingleton(_ => new StreamingRequestCache());
         services.AddSingleton<StreamingEndpoint>();

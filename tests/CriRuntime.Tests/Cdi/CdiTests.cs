@@ -260,3 +260,15 @@ public sealed class CdiTests : IDisposable
         Assert.Contains("/dev/criruntime-test-absent", e.Message);
     }
 }
+
+public sealed class CdiConfigTests
+{
+    [Fact]
+    public void Spec_dirs_default_to_etc_and_var_run_and_can_be_set_or_emptied()
+    {
+        Assert.Equal(["/etc/cdi", "/var/run/cdi"], CriRuntime.Config.ConfigLoader.Parse("", "t").Cdi.SpecDirs);
+        Assert.Equal(["/a", "/b"], CriRuntime.Config.ConfigLoader.Parse("[cdi]\nspec_dirs = [\"/a\", \"/b\"]\n", "t").Cdi.SpecDirs);
+        Assert.Empty(CriRuntime.Config.ConfigLoader.Parse("[cdi]\nspec_dirs = []\n", "t").Cdi.SpecDirs);
+        Assert.Contains("spec_dirs", CriRuntime.Config.DefaultConfig.Render(new CriRuntime.Config.CriRuntimeConfig()));
+    }
+}
