@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using CriRuntime.TestSupport;
 using Grpc.Core;
 using Runtime.V1;
 using Xunit;
@@ -90,5 +92,55 @@ public sealed class CdiDeviceTests(RegistryFixture registry, ITestOutputHelper o
 
         // Neither refusal left a container behind.
         Assert.Equal(3, (await ListContainersAsync(new ContainerFilter { PodSandboxId = pod.Id })).Count);
+    }
+
+    /// <summary>
+    /// Stock crictl v1.26.1 predates CDI_devices (CRI 1.28), but it can send the annotation form: a container made by
+    /// `crictl create` with a cdi.k8s.io annotation sees the device.
+    /// </summary>
+    [Fact]
+    public async Task Stock_crictl_gets_a_cdi_device_through_the_annotation()
+    {
+        await StartWithSpecsAsync();
+        string dir = TempDir("criruntime-crictl-cdi-");
+        string crictlConfig = Path.Combine(dir, "crictl.yaml");
+        await File.WriteAllTextAsync(crictlConfig, $"runtime-endpoint: unix://{Daemon.Socket}\nimage-endpoint: unix://{Daemon.Socket}\ntimeout: 60\n");
+        async Task<string> Crictl(params string[] args)
+        {
+            var run = await HostCommand.RunAsync(StockCriTools.Crictl, ["--config", crictlConfig, "--timeout", "60s", .. args]);
+            Output.WriteLine($"$ crictl {string.Join(' ', args)} (exit {run.ExitCode})\n{run.Stdout}{run.Stderr}");
+            if (run.ExitCode != 0) throw Failure(run.ToString());
+            return run.Stdout;
+        }
+
+        var podConfig = NewPodConfig("crictl-cdi");
+        string podJson = Path.Combine(dir, "pod.json");
+        await File.WriteAllTextAsync(podJson, new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["name"] = podConfig.Metadata.Name, ["uid"] = podConfig.Metadata.Uid, ["namespace"] = podConfig.Metadata.Namespace },
+            ["log_directory"] = podConfig.LogDirectory,
+            ["linux"] = new JsonObject { ["cgroup_parent"] = podConfig.Linux.CgroupParent },
+        }.ToJsonString());
+        TrackPod(podConfig.Metadata.Uid);
+        string podId = (await Crictl("runp", podJson)).Trim();
+        TrackPod(podConfig.Metadata.Uid, podId);
+
+        Directory.CreateDirectory(Path.Combine(podConfig.LogDirectory, "app"));
+        string containerJson = Path.Combine(dir, "container.json");
+        await File.WriteAllTextAsync(containerJson, new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["name"] = "app" },
+            ["image"] = new JsonObject { ["image"] = BusyboxImage },
+            ["command"] = new JsonArray("sleep", "3600"),
+            ["log_path"] = "app/0.log",
+            ["annotations"] = new JsonObject { ["cdi.k8s.io/crictl"] = "example.com/dev=zero" },
+        }.ToJsonString());
+        string containerId = (await Crictl("create", podId, containerJson, podJson)).Trim();
+        await Crictl("start", containerId);
+        Assert.Matches(@"\b1,\s+5 .*/dev/cdi-zero", await Crictl("exec", containerId, "ls", "-l", "/dev/cdi-zero"));
+        Assert.Contains("CDI_ZERO=yes", await Crictl("exec", containerId, "env"));
+
+        await Crictl("stopp", podId);
+        await Crictl("rmp", podId);
     }
 }
