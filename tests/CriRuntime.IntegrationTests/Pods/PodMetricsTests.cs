@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Grpc.Core;
 using Runtime.V1;
 using Xunit;
 using Xunit.Abstractions;
@@ -61,6 +62,14 @@ public sealed class PodMetricsTests(RegistryFixture registry, ITestOutputHelper 
             Assert.True(byName.TryGetValue(metric.Name, out var descriptor), $"metric {metric.Name} has no descriptor");
             Assert.Equal(descriptor.LabelKeys.Count, metric.LabelValues.Count);
         }
+        // The streaming form carries the same pods and containers.
+        var streamed = new List<PodSandboxMetrics>();
+        using (var call = Runtime.StreamPodSandboxMetrics(new StreamPodSandboxMetricsRequest(), deadline: Deadline()))
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync())
+                streamed.AddRange(chunk.PodSandboxMetrics);
+        var streamedPod = Assert.Single(streamed, p => p.PodSandboxId == pod.Id);
+        Assert.Contains(streamedPod.ContainerMetrics, c => c.ContainerId == idle && c.Metrics.Any(m => m.Name == "container_memory_working_set_bytes"));
+
         var rx = podMetrics.Metrics.FirstOrDefault(m => m.Name == "container_network_receive_bytes_total" && m.LabelValues[3] == "eth0");
         Assert.NotNull(rx);
         Assert.Equal([pod.Id, "POD", "", "eth0"], rx.LabelValues);
