@@ -42,13 +42,14 @@ public sealed class ConfigException : CriException
 /// </summary>
 public static class ConfigLoader
 {
-    private static readonly string[] TopKeys = ["socket", "root", "state", "log_level", "registry", "images", "cni", "runtime", "streaming", "metrics"];
+    private static readonly string[] TopKeys = ["socket", "root", "state", "log_level", "registry", "images", "cni", "runtime", "streaming", "metrics", "cdi"];
     private static readonly string[] RegistryKeys = ["config_path", "default_platform", "max_concurrent_downloads", "request_timeout_seconds"];
     private static readonly string[] ImagesKeys = ["progress_interval_seconds"];
     private static readonly string[] CniKeys = ["conf_dir", "bin_dirs", "plugin_timeout_seconds", "conf_template"];
     private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "unprivileged_ports", "unprivileged_icmp", "image_volumes", "handlers"];
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
+    private static readonly string[] CdiKeys = ["spec_dirs"];
     private static readonly string[] StreamingKeys = ["address", "idle_timeout_seconds", "stream_creation_timeout_seconds", "tls_cert_file", "tls_key_file"];
 
     /// <summary>What <c>[runtime] image_volumes</c> accepts.</summary>
@@ -68,6 +69,7 @@ public static class ConfigLoader
         "runtime.handlers.NAME.path",
         .. StreamingKeys.Select(k => "streaming." + k),
         "metrics.address",
+        .. CdiKeys.Select(k => "cdi." + k),
     ];
 
     private static readonly Regex HandlerName = new("^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", RegexOptions.CultureInvariant);
@@ -119,6 +121,7 @@ public static class ConfigLoader
                 case "metrics":
                     config.Metrics.Address = ReadAddressSection(doc, doc.Table(root, "", key, value), "metrics", allowEmpty: true) ?? config.Metrics.Address;
                     break;
+                case "cdi": ReadCdi(doc, doc.Table(root, "", key, value), config.Cdi); break;
                 default: throw doc.Unknown(root, "", key, TopKeys, AllKeys);
             }
         }
@@ -213,6 +216,28 @@ public static class ConfigLoader
                     break;
                 }
                 default: throw doc.Unknown(table, p, key, CniKeys, AllKeys);
+            }
+        }
+    }
+
+    private static void ReadCdi(TomlDocument doc, TomlTable table, CdiSection section)
+    {
+        const string p = "cdi.";
+        foreach (var (key, value) in table)
+        {
+            switch (key)
+            {
+                case "spec_dirs":
+                {
+                    // Empty is allowed: no CDI devices on this node.
+                    var dirs = doc.StringArray(table, p, key, value);
+                    for (int i = 0; i < dirs.Count; i++)
+                        if (!IsAbsolute(dirs[i]))
+                            throw doc.Error(table, p, key, $"element {i} is '{dirs[i]}', but must be an absolute path (starting with /)");
+                    section.SpecDirs = dirs;
+                    break;
+                }
+                default: throw doc.Unknown(table, p, key, CdiKeys, AllKeys);
             }
         }
     }

@@ -25,6 +25,13 @@ public sealed class CriRuntimeConfig
     public RuntimeSection Runtime { get; set; } = new();
     public StreamingSection Streaming { get; set; } = new();
     public MetricsSection Metrics { get; set; } = new();
+    public CdiSection Cdi { get; set; } = new();
+}
+
+public sealed class CdiSection
+{
+    /// <summary><c>[cdi] spec_dirs</c>: where CDI device specs are read from; a device in a later directory overrides an earlier one.</summary>
+    public List<string> SpecDirs { get; set; } = ["/etc/cdi", "/var/run/cdi"];
 }
 
 public sealed class RegistrySection

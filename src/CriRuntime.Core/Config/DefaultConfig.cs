@@ -104,6 +104,11 @@ public static class DefaultConfig
         w.Key("address", config.Metrics.Address,
             "IP:port serving /metrics over plain HTTP; \"\" disables the endpoint.");
 
+        w.Section("cdi", "Container Device Interface: devices that containers ask for by name (CDI_devices, cdi.k8s.io/* annotations).");
+        w.Key("spec_dirs", config.Cdi.SpecDirs,
+            "Directories of CDI specs (*.json, *.yaml), read when a container asks for a device; a device in a later",
+            "directory overrides the same one in an earlier directory.");
+
         return w.ToString();
     }
 

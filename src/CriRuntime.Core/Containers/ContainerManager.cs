@@ -38,6 +38,7 @@ public sealed class ContainerManager : IImagesInUse
     private readonly IContainerRuntimes runtimes;
     private readonly Cgroups cgroups;
     private readonly ILogger logger;
+    private readonly CriRuntime.Cdi.CdiRegistry? cdi;
     private readonly string bundlesDir;
     private readonly string containersDir;
     private readonly bool unprivilegedPorts;
@@ -48,8 +49,9 @@ public sealed class ContainerManager : IImagesInUse
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
     public ContainerManager(CriRuntimeConfig config, PodSandboxManager pods, ImageStore images, LayerStore layers, IContainerRuntimes runtimes,
-        Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger)
+        Cgroups cgroups, ContainerEventHub events, ILogger<ContainerManager> logger, CriRuntime.Cdi.CdiRegistry? cdi = null)
     {
+        this.cdi = cdi;
         this.pods = pods;
         this.images = images;
         this.layers = layers;
@@ -97,6 +99,9 @@ public sealed class ContainerManager : IImagesInUse
         ContainerConfigLimits.Validate(containerConfig);
         ContainerConfigValidation.Validate(containerConfig, cgroups.IsUnified, hugepageSizes.Value);
         ContainerConfigValidation.ValidateHostPaths(containerConfig, HostPathResolves, Directory.Exists);
+        var cdiDevices = CriRuntime.Cdi.CdiDeviceNames.Requested(containerConfig);
+        var cdiEdits = cdiDevices.Count == 0 ? CriRuntime.Cdi.CdiResolution.None
+            : (cdi ?? throw new FailedPreconditionException("CDI devices were asked for, but this daemon has no CDI registry")).Resolve(cdiDevices);
 
         var pod = pods.Get(podSandboxId);
         RequireAcceptsContainers(pod, "created");
@@ -197,6 +202,7 @@ public sealed class ContainerManager : IImagesInUse
                 ImageVolumeMounts = imageVolumeMounts,
                 CgroupV2 = cgroups.IsUnified,
                 Lsm = lsm,
+                CdiEdits = cdiEdits.Edits,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);

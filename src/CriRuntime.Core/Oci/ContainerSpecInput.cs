@@ -93,4 +93,7 @@ public sealed record ContainerSpecInput
 
     /// <summary>The node's Linux security modules (AppArmor, SELinux); null: <see cref="Spec.LsmHost.System"/>.</summary>
     public Spec.LsmHost? Lsm { get; init; }
+    /// <summary>The container edits of the CDI devices it asked for, in the order they apply (resolved by
+    /// <see cref="CriRuntime.Cdi.CdiRegistry"/> before the spec is built).</summary>
+    public IReadOnlyList<CriRuntime.Cdi.CdiContainerEdits> CdiEdits { get; init; } = [];
 }

@@ -16,6 +16,7 @@ public sealed class RuntimeSpec
     public SpecRoot? Root { get; set; }
     public string? Hostname { get; set; }
     public List<SpecMount> Mounts { get; set; } = [];
+    public SpecHooks? Hooks { get; set; }
     public SpecLinux? Linux { get; set; }
     public Dictionary<string, string>? Annotations { get; set; }
 
@@ -79,6 +80,25 @@ public sealed class SpecMount
     public string? Type { get; set; }
     public string? Source { get; set; }
     public List<string>? Options { get; set; }
+}
+
+/// <summary>OCI hooks the runtime runs around the container's life (CDI devices bring them).</summary>
+public sealed class SpecHooks
+{
+    public List<SpecHook>? Prestart { get; set; }
+    public List<SpecHook>? CreateRuntime { get; set; }
+    public List<SpecHook>? CreateContainer { get; set; }
+    public List<SpecHook>? StartContainer { get; set; }
+    public List<SpecHook>? Poststart { get; set; }
+    public List<SpecHook>? Poststop { get; set; }
+}
+
+public sealed class SpecHook
+{
+    public required string Path { get; set; }
+    public List<string>? Args { get; set; }
+    public List<string>? Env { get; set; }
+    public int? Timeout { get; set; }
 }
 
 public sealed class SpecLinux

@@ -388,7 +388,8 @@ public sealed class PodSandboxManager
                 p.ContainerPort, p.HostPort, string.IsNullOrEmpty(p.HostIp) ? null : p.HostIp))
             .ToList();
         PodDns? dns = c.DnsConfig is { } d ? new PodDns(d.Servers, d.Searches, d.Options) : null;
-        return new PodNetworkRequest(pod.Id, pod.NetworkNamespace ?? "", c.Metadata.Name, c.Metadata.Namespace, c.Metadata.Uid, ports, null, dns);
+        return new PodNetworkRequest(pod.Id, pod.NetworkNamespace ?? "", c.Metadata.Name, c.Metadata.Namespace, c.Metadata.Uid, ports,
+            PodBandwidthAnnotations.FromAnnotations(c.Annotations), dns);
     }
 
     private static void Validate(PodSandboxConfig podConfig)
@@ -399,6 +400,8 @@ public sealed class PodSandboxManager
         if (string.IsNullOrWhiteSpace(m.Namespace)) throw new InvalidArgumentException("config.metadata.namespace is empty: give the pod sandbox a namespace");
         if (string.IsNullOrWhiteSpace(m.Uid)) throw new InvalidArgumentException("config.metadata.uid is empty: give the pod sandbox a uid");
         PodSandboxConfigValidation.Validate(podConfig);
+        // Refused before anything is made, rather than at the CNI ADD.
+        PodBandwidthAnnotations.FromAnnotations(podConfig.Annotations);
         foreach (var p in podConfig.PortMappings)
         {
             if (p.ContainerPort is <= 0 or > 65535)

@@ -3,7 +3,13 @@ using System.Globalization;
 namespace CriRuntime.Stats;
 
 /// <summary>One interface's counters from /proc/net/dev.</summary>
-public sealed record NetworkDeviceCounters(string Name, ulong RxBytes, ulong RxErrors, ulong TxBytes, ulong TxErrors);
+public sealed record NetworkDeviceCounters(string Name, ulong RxBytes, ulong RxErrors, ulong TxBytes, ulong TxErrors)
+{
+    public ulong RxPackets { get; init; }
+    public ulong RxDropped { get; init; }
+    public ulong TxPackets { get; init; }
+    public ulong TxDropped { get; init; }
+}
 
 public static class NetworkDevices
 {
@@ -25,7 +31,12 @@ public static class NetworkDevices
             bool ok = true;
             for (int i = 0; i < numbers.Length && ok; i++)
                 ok = ulong.TryParse(fields[i], NumberStyles.None, CultureInfo.InvariantCulture, out numbers[i]);
-            if (ok) devices.Add(new NetworkDeviceCounters(name, numbers[0], numbers[2], numbers[8], numbers[10]));
+            if (ok)
+                devices.Add(new NetworkDeviceCounters(name, numbers[0], numbers[2], numbers[8], numbers[10])
+                {
+                    RxPackets = numbers[1], RxDropped = numbers[3], TxPackets = numbers[9],
+                    TxDropped = fields.Length > 11 && ulong.TryParse(fields[11], NumberStyles.None, CultureInfo.InvariantCulture, out ulong drop) ? drop : 0,
+                });
         }
         return devices;
     }

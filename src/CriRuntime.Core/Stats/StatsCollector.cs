@@ -143,28 +143,36 @@ public sealed class StatsCollector(Cgroups cgroups, PodSandboxManager pods, Cont
     /// </summary>
     private NetworkUsage? NetworkOf(PodSandboxRecord pod, long now)
     {
+        if (NetworkDevicesOf(pod) is not { } devices) return null;
+        var network = new NetworkUsage { Timestamp = now };
+        foreach (var device in devices)
+        {
+            if (device.Name == "lo") continue;
+            var usage = new NetworkInterfaceUsage
+            {
+                Name = device.Name,
+                RxBytes = new UInt64Value { Value = device.RxBytes },
+                RxErrors = new UInt64Value { Value = device.RxErrors },
+                TxBytes = new UInt64Value { Value = device.TxBytes },
+                TxErrors = new UInt64Value { Value = device.TxErrors },
+            };
+            network.Interfaces.Add(usage);
+            // CNI gives every pod its interface as eth0 (CNI_IFNAME).
+            if (device.Name == "eth0") network.DefaultInterface = usage;
+        }
+        return network;
+    }
+
+    /// <summary>The interfaces of the pod's network namespace, read through the first of its processes whose
+    /// /proc/&lt;pid&gt;/net/dev can be read; null when none runs.</summary>
+    internal IReadOnlyList<NetworkDeviceCounters>? NetworkDevicesOf(PodSandboxRecord pod)
+    {
         foreach (int pid in cgroups.Pids(pod.CgroupParent))
         {
             string text;
             try { text = File.ReadAllText($"/proc/{pid}/net/dev"); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
-            var network = new NetworkUsage { Timestamp = now };
-            foreach (var device in NetworkDevices.Parse(text))
-            {
-                if (device.Name == "lo") continue;
-                var usage = new NetworkInterfaceUsage
-                {
-                    Name = device.Name,
-                    RxBytes = new UInt64Value { Value = device.RxBytes },
-                    RxErrors = new UInt64Value { Value = device.RxErrors },
-                    TxBytes = new UInt64Value { Value = device.TxBytes },
-                    TxErrors = new UInt64Value { Value = device.TxErrors },
-                };
-                network.Interfaces.Add(usage);
-                // CNI gives every pod its interface as eth0 (CNI_IFNAME).
-                if (device.Name == "eth0") network.DefaultInterface = usage;
-            }
-            return network;
+            return NetworkDevices.Parse(text);
         }
         return null;
     }

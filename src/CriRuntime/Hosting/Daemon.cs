@@ -170,6 +170,7 @@ internal static class Daemon
         services.AddSingleton<IContainerRuntimes, RuntimeHandlers>();
         services.AddSingleton<ContainerEventHub>();
         services.AddSingleton<PodSandboxManager>();
+        services.AddSingleton(sp => new CriRuntime.Cdi.CdiRegistry(config.Cdi.SpecDirs, sp.GetRequiredService<ILogger<CriRuntime.Cdi.CdiRegistry>>()));
         services.AddSingleton<ContainerManager>();
         services.AddSingleton<IImagesInUse>(sp => sp.GetRequiredService<ContainerManager>());
         services.AddSingleton<PodLifecycle>();
@@ -181,6 +182,7 @@ internal static class Daemon
         services.AddSingleton<ImageGarbageCollection>();
         services.AddSingleton<StartupRecovery>();
         services.AddSingleton<StatsCollector>();
+        services.AddSingleton<CriMetrics>();
         services.AddHostedService<IdleMemoryTrimmer>();
         services.AddSingleton(_ => new StreamingRequestCache());
         services.AddSingleton<StreamingEndpoint>();

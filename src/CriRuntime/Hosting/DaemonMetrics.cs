@@ -37,8 +37,10 @@ internal static class DaemonMetrics
         var images = services.GetRequiredService<ImageManager>();
         var pods = services.GetRequiredService<PodSandboxManager>();
         var containers = services.GetRequiredService<ContainerManager>();
+        var criMetrics = services.GetRequiredService<CriRuntime.Stats.CriMetrics>();
         Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
         {
+            ContainerFigures.Update(criMetrics.List());
             Images.Set(images.List().Count);
             ImageBytes.Set(images.GetUsage().UsedBytes);
             var podList = pods.List().ToList();
@@ -48,5 +50,36 @@ internal static class DaemonMetrics
             foreach (var phase in new[] { ContainerPhase.Created, ContainerPhase.Running, ContainerPhase.Exited })
                 Containers.WithLabels(ContainerManager.StateName(phase).ToLowerInvariant()).Set(containerList.Count(c => c.Phase == phase));
         });
+    }
+
+    /// <summary>
+    /// The per-container and per-pod figures of ListPodSandboxMetrics, under the same cadvisor names and labels, so a
+    /// scraper of this endpoint sees what the kubelet serves from the CRI. Series of containers that are gone are removed.
+    /// </summary>
+    private static class ContainerFigures
+    {
+        private static readonly Dictionary<string, Gauge> Gauges = CriRuntime.Stats.CriMetrics.Descriptors.ToDictionary(
+            d => d.Name, d => Metrics.CreateGauge(d.Name, d.Help, [.. d.LabelKeys]), StringComparer.Ordinal);
+        private static readonly Lock Sync = new();
+        private static HashSet<(string Name, string Labels)> previous = [];
+
+        public static void Update(IEnumerable<Runtime.V1.PodSandboxMetrics> pods)
+        {
+            lock (Sync)
+            {
+                var current = new HashSet<(string, string)>();
+                foreach (var pod in pods)
+                    foreach (var metric in pod.Metrics.Concat(pod.ContainerMetrics.SelectMany(c => c.Metrics)))
+                    {
+                        if (!Gauges.TryGetValue(metric.Name, out var gauge)) continue;
+                        string[] labels = [.. metric.LabelValues];
+                        gauge.WithLabels(labels).Set(metric.Value?.Value ?? 0);
+                        current.Add((metric.Name, string.Join('\0', labels)));
+                    }
+                foreach (var (name, labels) in previous)
+                    if (!current.Contains((name, labels))) Gauges[name].RemoveLabelled(labels.Split('\0'));
+                previous = current;
+            }
+        }
     }
 }

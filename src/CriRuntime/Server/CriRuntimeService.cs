@@ -17,7 +17,7 @@ namespace CriRuntime.Server;
 /// </summary>
 internal sealed partial class CriRuntimeService(CriRuntimeConfig config, CniManager cni, PodCidrConfig podCidr, PodSandboxManager pods,
     ContainerManager containers, PodLifecycle podLifecycle, StatsCollector stats, ContainerEventHub events, IHostApplicationLifetime lifetime,
-    RecoveryReport recovery)
+    RecoveryReport recovery, CriMetrics criMetrics)
     : RuntimeService.RuntimeServiceBase
 {
     /// <summary>The statuses of every container of the pod, as PodSandboxStatus and container events carry them.</summary>

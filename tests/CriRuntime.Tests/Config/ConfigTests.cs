@@ -221,6 +221,7 @@ public class ConfigTests
     [InlineData("[cni]\nconf_dir = \"net.d\"\n", "cni.conf_dir", "absolute path")]
     [InlineData("[cni]\nbin_dirs = [\"/opt/cni/bin\", \"bin\"]\n", "cni.bin_dirs", "element 1 is 'bin', but must be an absolute path")]
     [InlineData("[cni]\nbin_dirs = []\n", "cni.bin_dirs", "at least one directory")]
+    [InlineData("[cdi]\nspec_dirs = [\"/etc/cdi\", \"cdi\"]\n", "cdi.spec_dirs", "element 1 is 'cdi', but must be an absolute path")]
     [InlineData("[cni]\nconf_template = \"template.json\"\n", "cni.conf_template", "absolute path")]
     [InlineData("[cni]\nplugin_timeout_seconds = 0\n", "cni.plugin_timeout_seconds", "1")]
     [InlineData("[runtime]\nconmon = \"conmon\"\n", "runtime.conmon", "absolute path")]

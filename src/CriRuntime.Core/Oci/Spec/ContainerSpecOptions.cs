@@ -41,6 +41,7 @@ internal static class ContainerSpecOptions
         SeccompSpecOptions.WithSeccomp,
         AppArmorSpecOptions.WithAppArmor,
         MountSpecOptions.WithCriMounts,
+        CdiSpecOptions.WithCdiDevices,
         SelinuxSpecOptions.WithSelinux,
         AnnotationSpecOptions.WithCriAnnotations,
     ];
