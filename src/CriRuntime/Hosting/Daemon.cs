@@ -96,7 +96,9 @@ internal static class Daemon
         {
             streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
                 new Dictionary<StreamingKind, IStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>() },
-                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None,
+                webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>() })
+                .ConfigureAwait(false);
             app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
         }
         catch
@@ -165,6 +167,7 @@ internal static class Daemon
         services.AddSingleton(_ => new StreamingRequestCache());
         services.AddSingleton<StreamingEndpoint>();
         services.AddSingleton<ExecHandler>();
+        services.AddSingleton<WebSocketExecHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)
