@@ -315,7 +315,7 @@ mv "$BENCH_ROOT/floor/bundle/config.json.new" "$BENCH_ROOT/floor/bundle/config.j
 
 sizes=()
 if [[ $quick -eq 1 ]]; then
-  sizes=(--pods 5 --load-pods 8 --concurrency 4,8 --load-runs 1 --memory-pods 5 --list-calls 20 --pull-runs 1 --startup-runs 2 --floor-runs 3)
+  sizes=(--pods 5 --load-pods 8 --concurrency 4,8 --load-runs 1 --memory-pods 5 --list-calls 20 --pull-runs 1 --startup-runs 2 --floor-runs 3 --exec-runs 3)
 fi
 
 # Machine and versions, recorded in the JSON for BENCHMARKS.md.
@@ -347,6 +347,13 @@ for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
   [[ $(stat -f -c %T "$hierarchy") == cgroup* ]] || continue
   mkdir -p "$hierarchy${CGROUP_PARENT#/}"
 done
+# Stock crictl v1.26.1 (hack/install-critools.sh) for the exec figures; without it they are skipped, with a word.
+crictl_args=()
+if critools=$("$REPO_ROOT/hack/install-critools.sh" 2>/dev/null | tail -n 1) && [[ -x $critools/crictl ]]; then
+  crictl_args=(--crictl "$critools/crictl")
+else
+  log "no stock crictl (hack/install-critools.sh failed): the exec figures are skipped"
+fi
 log "running the benchmark"
 tool_rc=0
 "$BENCH_TOOL" run \
@@ -361,6 +368,7 @@ tool_rc=0
   --image "$IMAGE" --large-image "$LARGE_IMAGE" --shared-image "$SHARED_IMAGE" \
   --cgroup-parent "$CGROUP_PARENT" --work-dir "$BENCH_ROOT/work" \
   --floor-bundle "$BENCH_ROOT/floor/bundle" --runc /usr/sbin/runc \
+  ${crictl_args[@]+"${crictl_args[@]}"} \
   --out "$out" "${info[@]}" ${sizes[@]+"${sizes[@]}"} ${BENCH_TOOL_ARGS:-} || tool_rc=$?
 
 if [[ $tool_rc -ne 0 ]]; then
