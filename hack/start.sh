@@ -52,7 +52,8 @@ else
       exit 1
     fi
   fi
-  setsid nohup /usr/local/bin/criruntime --config /etc/criruntime/config.toml >>/var/log/criruntime.log 2>&1 </dev/null &
+  # The umask the systemd unit sets (UMask=0077): what the daemon makes without an explicit mode is its own.
+  (umask 077 && exec setsid nohup /usr/local/bin/criruntime --config /etc/criruntime/config.toml) >>/var/log/criruntime.log 2>&1 </dev/null &
   echo $! >"$pidfile"
   how="background process $(cat "$pidfile") (log: /var/log/criruntime.log, pid file: $pidfile)"
 fi

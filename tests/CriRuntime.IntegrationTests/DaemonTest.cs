@@ -43,11 +43,14 @@ public abstract class DaemonTest(ITestOutputHelper output) : IAsyncLifetime
         foreach (var dir in dirs.Distinct()) TryDelete(dir);
     }
 
+    /// <summary>The umask daemons of this test start with (octal); null: the test process's.</summary>
+    protected virtual string? DaemonUmask => null;
+
     /// <summary>Starts a daemon on a fresh base dir (deleted after the test).</summary>
     protected async Task<DaemonProcess> StartDaemonAsync(string? extraConfig = null)
     {
         string baseDir = TempDir("criruntime-integ-");
-        var d = await DaemonProcess.StartAsync(extraConfig, baseDir);
+        var d = await DaemonProcess.StartAsync(extraConfig, baseDir, umask: DaemonUmask);
         daemons.Add(d);
         return d;
     }
@@ -55,7 +58,7 @@ public abstract class DaemonTest(ITestOutputHelper output) : IAsyncLifetime
     /// <summary>Restarts a daemon on its base dir (after it was stopped or killed).</summary>
     protected async Task<DaemonProcess> RestartDaemonAsync(DaemonProcess stopped)
     {
-        var d = await DaemonProcess.StartExistingAsync(stopped.BaseDir, TimeSpan.FromSeconds(30));
+        var d = await DaemonProcess.StartExistingAsync(stopped.BaseDir, TimeSpan.FromSeconds(30), DaemonUmask);
         daemons.Add(d);
         return d;
     }

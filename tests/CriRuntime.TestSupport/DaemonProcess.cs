@@ -65,7 +65,7 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// Starts a daemon. <paramref name="extraConfig"/> is TOML appended after the generated
     /// socket/root/state lines (sections such as [registry] config_path = ...).
     /// </summary>
-    public static async Task<DaemonProcess> StartAsync(string? extraConfig = null, string? baseDir = null, TimeSpan? timeout = null)
+    public static async Task<DaemonProcess> StartAsync(string? extraConfig = null, string? baseDir = null, TimeSpan? timeout = null, string? umask = null)
     {
         baseDir ??= Directory.CreateTempSubdirectory("criruntime-test-").FullName;
         Directory.CreateDirectory(baseDir);
@@ -83,11 +83,12 @@ public sealed class DaemonProcess : IAsyncDisposable
                 toml.AppendLine("[metrics]").AppendLine("address = \"127.0.0.1:0\"");
             await File.WriteAllTextAsync(configFile, toml.ToString());
         }
-        return await StartExistingAsync(baseDir, timeout ?? TimeSpan.FromSeconds(30));
+        return await StartExistingAsync(baseDir, timeout ?? TimeSpan.FromSeconds(30), umask);
     }
 
     /// <summary>Starts (again) a daemon on a base dir made by <see cref="StartAsync"/>: the restart case.</summary>
-    public static async Task<DaemonProcess> StartExistingAsync(string baseDir, TimeSpan timeout)
+    /// <param name="umask">The daemon's umask (octal, e.g. "077" as the systemd unit sets it); null: this process's.</param>
+    public static async Task<DaemonProcess> StartExistingAsync(string baseDir, TimeSpan timeout, string? umask = null)
     {
         string socket = Path.Combine(baseDir, "run", "criruntime.sock");
         string logFile = Path.Combine(baseDir, "daemon.log");
@@ -98,6 +99,15 @@ public sealed class DaemonProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (umask is not null)
+        {
+            if (umask.Length is < 3 or > 4 || umask.Any(c => c is < '0' or > '7')) throw new ArgumentException($"umask '{umask}' is not octal", nameof(umask));
+            // sh sets the umask and execs the daemon: same pid, so everything below sees the daemon.
+            start.FileName = "/bin/sh";
+            start.ArgumentList.Clear();
+            foreach (string a in new[] { "-c", $"umask {umask} && exec \"$0\" \"$@\"", BinaryPath, "--config", Path.Combine(baseDir, "config.toml") })
+                start.ArgumentList.Add(a);
+        }
         var process = Process.Start(start) ?? throw new InvalidOperationException("cannot start " + BinaryPath);
         var log = new StreamWriter(new FileStream(logFile, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };

@@ -46,10 +46,13 @@ public static class ConfigLoader
     private static readonly string[] RegistryKeys = ["config_path", "default_platform", "max_concurrent_downloads", "request_timeout_seconds"];
     private static readonly string[] ImagesKeys = ["progress_interval_seconds"];
     private static readonly string[] CniKeys = ["conf_dir", "bin_dirs", "plugin_timeout_seconds", "conf_template"];
-    private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "handlers"];
+    private static readonly string[] RuntimeKeys = ["default_handler", "conmon", "unprivileged_ports", "unprivileged_icmp", "image_volumes", "handlers"];
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
     private static readonly string[] StreamingKeys = ["address", "idle_timeout_seconds", "stream_creation_timeout_seconds", "tls_cert_file", "tls_key_file"];
+
+    /// <summary>What <c>[runtime] image_volumes</c> accepts.</summary>
+    public static IReadOnlyList<string> ImageVolumesModes { get; } = ["copy", "mkdir", "ignore"];
 
     /// <summary>The log levels <c>log_level</c> accepts.</summary>
     public static IReadOnlyList<string> LogLevels { get; } = ["trace", "debug", "info", "warning", "error"];
@@ -223,6 +226,16 @@ public static class ConfigLoader
             {
                 case "default_handler": section.DefaultHandler = doc.String(table, p, key, value); break;
                 case "conmon": section.Conmon = doc.AbsolutePath(table, p, key, value); break;
+                case "unprivileged_ports": section.UnprivilegedPorts = doc.Bool(table, p, key, value); break;
+                case "unprivileged_icmp": section.UnprivilegedIcmp = doc.Bool(table, p, key, value); break;
+                case "image_volumes":
+                {
+                    string mode = doc.String(table, p, key, value);
+                    if (!ImageVolumesModes.Contains(mode))
+                        throw doc.Error(table, p, key, $"is '{mode}', which is not an image volume mode; use one of {string.Join(", ", ImageVolumesModes)}");
+                    section.ImageVolumes = mode;
+                    break;
+                }
                 case "handlers":
                 {
                     var handlers = doc.Table(table, p, key, value);

@@ -71,6 +71,15 @@ public sealed class RuntimeSection
     /// <summary><c>[runtime] conmon</c>: path of the conmon binary.</summary>
     public string Conmon { get; set; } = "/usr/bin/conmon";
 
+    /// <summary><c>[runtime] unprivileged_ports</c>: pods with their own network get net.ipv4.ip_unprivileged_port_start=0.</summary>
+    public bool UnprivilegedPorts { get; set; } = true;
+
+    /// <summary><c>[runtime] unprivileged_icmp</c>: pods with their own network get net.ipv4.ping_group_range="0 2147483647".</summary>
+    public bool UnprivilegedIcmp { get; set; } = true;
+    /// <summary><c>[runtime] image_volumes</c>: what each image VOLUME becomes: "copy" (a writable directory of the
+    /// container's own, seeded with the image's content there), "mkdir" (the same, empty) or "ignore" (nothing).</summary>
+    public string ImageVolumes { get; set; } = "copy";
+
     /// <summary><c>[runtime.handlers.NAME]</c>: OCI runtimes selectable by RuntimeHandler.</summary>
     public Dictionary<string, RuntimeHandlerSection> Handlers { get; set; } = new()
     {

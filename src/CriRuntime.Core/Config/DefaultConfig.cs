@@ -71,6 +71,16 @@ public static class DefaultConfig
             "Handler used for pods whose RuntimeClass names none; must be one of [runtime.handlers].");
         w.Key("conmon", config.Runtime.Conmon,
             "Path of the conmon binary that monitors each container process and keeps its logs.");
+        w.Key("unprivileged_ports", config.Runtime.UnprivilegedPorts,
+            "Pods with their own network namespace get net.ipv4.ip_unprivileged_port_start=0, so non-root containers",
+            "can bind ports below 1024 (containerd's enable_unprivileged_ports). A pod's own sysctl overrides it.");
+        w.Key("unprivileged_icmp", config.Runtime.UnprivilegedIcmp,
+            "Pods with their own network namespace get net.ipv4.ping_group_range=\"0 2147483647\", so non-root containers",
+            "can ping (containerd's enable_unprivileged_icmp). A pod's own sysctl overrides it.");
+        w.Key("image_volumes", config.Runtime.ImageVolumes,
+            "What each path in an image's config Volumes becomes: \"copy\" a writable directory of the container's own,",
+            "seeded with the image's content there, removed with the container (containerd's and Docker's behaviour);",
+            "\"mkdir\" the same directory, empty; \"ignore\" nothing (the path stays part of the rootfs). A CRI mount at the same path wins.");
         foreach (var (name, handler) in config.Runtime.Handlers)
         {
             w.Section($"runtime.handlers.{TomlDocument.QuoteKey(name)}", $"The '{name}' runtime handler.");

@@ -40,6 +40,10 @@ public sealed class ContainerManager : IImagesInUse
     private readonly ILogger logger;
     private readonly string bundlesDir;
     private readonly string containersDir;
+    private readonly bool unprivilegedPorts;
+    private readonly bool unprivilegedIcmp;
+    private readonly ImageVolumesMode imageVolumesMode;
+    private readonly CriRuntime.Oci.Spec.LsmHost lsm;
     // The node's huge page sizes do not change while it runs.
     private static readonly Lazy<IReadOnlySet<string>?> hugepageSizes = new(() => LinuxResourcesValidation.HostHugepageSizes());
 
@@ -52,8 +56,12 @@ public sealed class ContainerManager : IImagesInUse
         this.runtimes = runtimes;
         this.cgroups = cgroups;
         this.logger = logger;
+        unprivilegedPorts = config.Runtime.UnprivilegedPorts;
+        unprivilegedIcmp = config.Runtime.UnprivilegedIcmp;
+        lsm = CriRuntime.Oci.Spec.LsmHost.ForThisHost(logger);
         containersDir = Path.Combine(config.Root, "containers");
         bundlesDir = Path.Combine(config.State, "containers");
+        imageVolumesMode = ImageVolumes.ParseMode(config.Runtime.ImageVolumes);
         ExitDir = Path.Combine(config.State, "exits");
         store = new RecordStore<ContainerRecord>(Path.Combine(config.Root, "containers", "records"), ContainerJsonContext.Default.ContainerRecord, logger,
             // The embedded CRI config must parse, and it must name the object (its name is reserved from it).
@@ -63,7 +71,8 @@ public sealed class ContainerManager : IImagesInUse
         };
     }
 
-    public string? ContainerUsing(string imageId) => store.All.FirstOrDefault(c => c.ImageId == imageId)?.Id;
+    public string? ContainerUsing(string imageId) =>
+        store.All.FirstOrDefault(c => c.ImageId == imageId || c.ImageMounts?.Any(m => m.ImageId == imageId) == true)?.Id;
 
     /// <summary>Where conmon writes one file per exited container, named by its id.</summary>
     public string ExitDir { get; }
@@ -102,8 +111,15 @@ public sealed class ContainerManager : IImagesInUse
 
         // Everything that can fail before the try below comes first, so no failure leaves the name reserved.
         var runtime = runtimes.Resolve(pod.RuntimeHandler);
-        int stopSignal = StopSignals.Parse(image.Config.StopSignal, "the image's StopSignal") ?? Signals.SIGTERM;
+        int stopSignal = StopSignals.Effective(containerConfig.StopSignal, image.Config.StopSignal);
+        var pidMode = PidModeOf(containerConfig, pod);
+        string? targetPidNamespace = pidMode == PidNamespaceMode.Target
+            ? PidNamespaceTarget.PathOf(containerConfig.Linux!.SecurityContext!.NamespaceOptions!.TargetId,
+                Find(containerConfig.Linux.SecurityContext.NamespaceOptions.TargetId), pod.Id, Signals.Exists)
+            : null;
         string id = ObjectIds.New();
+        // Image mounts are checked and their images found before anything is made, and recorded with the container.
+        var imageMounts = ImageMounts.Plan(containerConfig, images.Find, Path.Combine(bundlesDir, id));
         using var containerLock = await locks.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
         string key = ContainerRecord.ReservationKeyOf(pod.Id, metadata);
         if (!reservedNames.TryAdd(key, id))
@@ -131,6 +147,7 @@ public sealed class ContainerManager : IImagesInUse
             WritableLayerDir = Path.Combine(containersDir, id),
             CgroupsPath = $"{pod.CgroupParent}/{id}",
             StopSignal = stopSignal,
+            ImageMounts = imageMounts.Count > 0 ? imageMounts : null,
         };
 
         try
@@ -140,13 +157,17 @@ public sealed class ContainerManager : IImagesInUse
             await store.PutAsync(container, cancellationToken).ConfigureAwait(false);
             string upper = Path.Combine(container.WritableLayerDir, "upper");
             string work = Path.Combine(container.WritableLayerDir, "work");
-            Directory.CreateDirectory(upper);
-            Directory.CreateDirectory(work);
-            Directory.CreateDirectory(container.Rootfs);
+            // The writable layer and the bundle (config.json holds the container's env) are the daemon's alone (issue #11);
+            // the upper dir's own mode is what the container sees as its "/" (OverlayMount sets it).
+            FileModes.CreateDirectory(container.WritableLayerDir, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Bundle, FileModes.PrivateDirectory);
+            FileModes.CreateDirectory(container.Rootfs, FileModes.PrivateDirectory);
             OverlayMount.MountLayers(layers, image.ChainIds, upper, work, container.Rootfs);
+            var imageMountSources = ImageMounts.MountAll(imageMounts, containerConfig, layers);
+            var imageVolumeMounts = ImageVolumes.Prepare(imageVolumesMode, image, containerConfig, container.Rootfs, container.WritableLayerDir,
+                container.ImageName, logger);
             var mounted = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
-            var pidMode = PidModeOf(containerConfig, pod);
             var spec = RuntimeSpecBuilder.BuildContainer(new ContainerSpecInput
             {
                 Id = id,
@@ -161,18 +182,27 @@ public sealed class ContainerManager : IImagesInUse
                 UtsNamespacePath = pod.UtsNamespace,
                 PidMode = pidMode,
                 PodPidNamespacePath = pidMode == PidNamespaceMode.Pod ? await pods.PodPidNamespaceAsync(pod, cancellationToken).ConfigureAwait(false) : null,
+                TargetPidNamespacePath = targetPidNamespace,
+                HostIpc = pod.Config.Linux?.SecurityContext?.NamespaceOptions?.Ipc == NamespaceMode.Node,
+                UnprivilegedPorts = unprivilegedPorts,
+                UnprivilegedIcmp = unprivilegedIcmp,
+                HugetlbAvailable = cgroups.HasHugetlb,
                 CgroupsPath = container.CgroupsPath,
                 HostnameFile = Path.Combine(pod.PodStateDir, "hostname"),
                 HostsFile = Path.Combine(pod.PodStateDir, "hosts"),
                 ResolvConfFile = Path.Combine(pod.PodStateDir, "resolv.conf"),
                 ShmPath = pod.ShmPath,
                 Hostname = pod.Hostname,
+                ImageMountSources = imageMountSources,
+                ImageVolumeMounts = imageVolumeMounts,
+                CgroupV2 = cgroups.IsUnified,
+                Lsm = lsm,
             });
             RuntimeSpecBuilder.WriteBundle(container.Bundle, spec);
             var specWritten = System.Diagnostics.Stopwatch.GetElapsedTime(started);
 
             if (logPath.Length > 0) Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-            Directory.CreateDirectory(ExitDir);
+            FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
             File.Delete(Path.Combine(ExitDir, id));
             int containerPid = await runtime.CreateAsync(new RuntimeCreateRequest
             {
@@ -186,7 +216,8 @@ public sealed class ContainerManager : IImagesInUse
             }, cancellationToken).ConfigureAwait(false);
 
             var conmonDone = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-            container = container with { Phase = ContainerPhase.Created, Pid = containerPid };
+            OverlayMount.SealHostSide(container.Rootfs);
+            container = container with { Phase = ContainerPhase.Created, Pid = containerPid, User = ProcessUserOf(spec) };
             await store.PutAsync(container, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Container {Id} ({Name}) created in pod sandbox {Pod} from {Image}", id, Echo.Of(metadata.Name), pod.Id, image.Id);
             logger.LogDebug("Container {Id}: rootfs mounted at {Mounted:F1} ms, spec written at {Spec:F1} ms, created by conmon at {Conmon:F1} ms, recorded at {Total:F1} ms",
@@ -221,10 +252,12 @@ public sealed class ContainerManager : IImagesInUse
         var container = Get(containerId);
         using var containerLock = await locks.AcquireAsync(container.Id, cancellationToken).ConfigureAwait(false);
         container = Get(container.Id);
+        // The pod first, as containerd checks it: a stopped pod's containers were stopped with it, and "the pod is not
+        // ready" is what the caller must act on. Without the pod lock: a stop of the pod marks it stopping first, then
+        // waits for this container's lock.
+        RequireAcceptsContainers(pods.Get(container.PodSandboxId), "started");
         if (container.Phase != ContainerPhase.Created)
             throw new FailedPreconditionException($"container {container.Id} is {StateName(container.Phase)}, not CREATED; only a created container can be started");
-        // Without the pod lock: a stop of the pod marks it stopping first, then waits for this container's lock.
-        RequireAcceptsContainers(pods.Get(container.PodSandboxId), "started");
         var runtime = runtimes.Resolve(container.RuntimeHandler);
         try
         {
@@ -432,7 +465,7 @@ public sealed class ContainerManager : IImagesInUse
     /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
     internal StoreLoadReport LoadRecords()
     {
-        Directory.CreateDirectory(ExitDir);
+        FileModes.CreateDirectory(ExitDir, FileModes.PrivateDirectory);
         return store.Load();
     }
 
@@ -483,6 +516,14 @@ public sealed class ContainerManager : IImagesInUse
         bool unknown = false;
         foreach (var container in store.All)
         {
+            foreach (var mount in container.ImageMounts ?? [])
+            {
+                foreach (var text in mount.LayerChainIds)
+                {
+                    if (Digest.TryParse(text, out var chainId)) used.Add(chainId);
+                    else unknown = true;
+                }
+            }
             if (container.LayerChainIds is { } recorded)
             {
                 foreach (var text in recorded)
@@ -567,7 +608,9 @@ public sealed class ContainerManager : IImagesInUse
         }
         if (Mounts.IsMountPoint(container.Rootfs) && Mounts.TryUnmount(container.Rootfs, UnmountFlags.Detach) != 0 && Mounts.IsMountPoint(container.Rootfs))
             problems.Add($"could not unmount its rootfs {container.Rootfs}");
-        if (!Mounts.IsMountPoint(container.Rootfs))
+        problems.AddRange(ImageMounts.UnmountAll(container.Bundle));
+        // Nothing is deleted through a mount: not the rootfs, not an image mount.
+        if (!Mounts.IsMountPoint(container.Rootfs) && !ImageMounts.AnyMounted(container.Bundle))
         {
             foreach (var dir in new[] { container.Bundle, container.WritableLayerDir })
             {
@@ -623,10 +666,14 @@ public sealed class ContainerManager : IImagesInUse
         {
             NamespaceMode.Node => PidNamespaceMode.Node,
             NamespaceMode.Container => PidNamespaceMode.Container,
-            NamespaceMode.Target => throw new InvalidArgumentException("config.linux.security_context.namespace_options.pid TARGET is not supported yet; use POD or CONTAINER"),
+            NamespaceMode.Target => PidNamespaceMode.Target,
             _ => pod.InfraId is null ? PidNamespaceMode.Container : PidNamespaceMode.Pod,
         };
     }
+
+    private static ContainerProcessUser? ProcessUserOf(RuntimeSpec spec) => spec.Process?.User is { } user
+        ? new ContainerProcessUser(user.Uid, user.Gid, [.. (user.AdditionalGids ?? []).Select(g => (long)g)])
+        : null;
 
     private static async Task<bool> WaitAsync(Task exited, TimeSpan timeout, CancellationToken cancellationToken)
     {

@@ -32,6 +32,11 @@ public sealed record ContainerRecord : IRecord
     /// garbage collection can spare them even when the image record is gone. Null in records written before this existed.
     /// </summary>
     public IReadOnlyList<string>? LayerChainIds { get; init; }
+
+    /// <summary>Images the container mounts (CRI Mount.image), recorded before they are mounted so that RemoveImage and
+    /// garbage collection spare them while the container exists. Null in records written before this existed.</summary>
+    public IReadOnlyList<ImageMountRecord>? ImageMounts { get; init; }
+
     public required string PodSandboxId { get; init; }
 
     /// <summary>The ContainerConfig as received, protobuf-encoded.</summary>
@@ -73,8 +78,11 @@ public sealed record ContainerRecord : IRecord
 
     public required string CgroupsPath { get; init; }
 
-    /// <summary>Signal StopContainer sends first (image StopSignal), as a number.</summary>
+    /// <summary>Signal StopContainer sends first (config stop_signal, else image StopSignal), as a number.</summary>
     public int StopSignal { get; init; } = 15;
+
+    /// <summary>The user of the container's process as its spec gives it (ContainerStatus.user); null in older records.</summary>
+    public ContainerProcessUser? User { get; init; }
 
     [JsonIgnore]
     public ContainerConfig Config => config ??= ContainerConfig.Parser.ParseFrom(ConfigBytes);
@@ -88,3 +96,6 @@ public sealed record ContainerRecord : IRecord
     [JsonIgnore]
     public string ReservationKey => ReservationKeyOf(PodSandboxId, Config.Metadata);
 }
+
+/// <summary>uid, gid and supplemental groups of a container's process, as resolved into its OCI spec.</summary>
+public sealed record ContainerProcessUser(long Uid, long Gid, IReadOnlyList<long> SupplementalGroups);

@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using Microsoft.Extensions.Logging;
 
 namespace CriRuntime.Containers;
@@ -24,7 +25,7 @@ public sealed class ExitMonitor : IDisposable
 
     public void Start()
     {
-        Directory.CreateDirectory(containers.ExitDir);
+        FileModes.CreateDirectory(containers.ExitDir, FileModes.PrivateDirectory);
         watcher = new FileSystemWatcher(containers.ExitDir) { NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite, InternalBufferSize = 64 * 1024 };
         watcher.Created += (_, e) => Handle(e.Name);
         watcher.Changed += (_, e) => Handle(e.Name);

@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using System.Collections.Frozen;
 using System.Text.Json;
 using CriRuntime.Storage;
@@ -20,7 +21,7 @@ public sealed class ImageStore
 
     public ImageStore(string dir, ILogger<ImageStore> logger)
     {
-        Directory.CreateDirectory(dir);
+        FileModes.CreateDirectory(dir, FileModes.PrivateDirectory);
         path = Path.Combine(dir, "images.json");
         this.logger = logger;
     }

@@ -45,12 +45,19 @@ public sealed partial class Cgroups
 
     private readonly IReadOnlyList<Hierarchy> hierarchies;
 
-    private Cgroups(string mountRoot, bool unified, IReadOnlyList<Hierarchy> hierarchies)
+    private Cgroups(string mountRoot, bool unified, IReadOnlyList<Hierarchy> hierarchies, bool hasHugetlb)
     {
         MountRoot = mountRoot;
         IsUnified = unified;
         this.hierarchies = hierarchies;
+        HasHugetlb = hasHugetlb;
     }
+
+    /// <summary>
+    /// Whether the hugetlb controller is there for containers: on v1 a hierarchy with it is mounted; on v2 the kernel has
+    /// it and the root's cgroup.controllers offers it. Without it hugepage limits are skipped rather than handed to runc.
+    /// </summary>
+    public bool HasHugetlb { get; }
 
     /// <summary>Where the hierarchies were found, e.g. /sys/fs/cgroup.</summary>
     public string MountRoot { get; }
@@ -74,7 +81,8 @@ public sealed partial class Cgroups
         foreach (var m in mounts) top[m.MountPoint] = m;
 
         if (top.TryGetValue(mountRoot, out var atRoot) && atRoot.FsType == "cgroup2")
-            return new Cgroups(mountRoot, unified: true, [new Hierarchy(mountRoot, V2Controllers.ToHashSet(), IsV2: true)]);
+            return new Cgroups(mountRoot, unified: true, [new Hierarchy(mountRoot, V2Controllers.ToHashSet(), IsV2: true)],
+                hasHugetlb: kernelControllers.Contains("hugetlb") && RootOffers(mountRoot, "hugetlb"));
 
         var found = new List<Hierarchy>();
         var seenDevices = new HashSet<(uint, uint)>();
@@ -96,8 +104,14 @@ public sealed partial class Cgroups
         if (!found.Any(h => !h.IsV2))
             throw new InvalidOperationException(
                 $"no cgroup v1 or v2 hierarchy is mounted at or under {mountRoot}; mount cgroup2 there or the v1 controllers under it");
-        return new Cgroups(mountRoot, unified: false, found);
+        return new Cgroups(mountRoot, unified: false, found, hasHugetlb: found.Any(h => !h.IsV2 && h.Controllers.Contains("hugetlb")));
     }
+
+    /// <summary>Whether the v2 root's cgroup.controllers names <paramref name="controller"/>; true when it cannot be read
+    /// (the kernel's list, already checked, is then all there is to go by).</summary>
+    private static bool RootOffers(string mountRoot, string controller) =>
+        ReadText(Path.Combine(mountRoot, "cgroup.controllers")) is not { } offered
+        || offered.Split(' ', '\n', StringSplitOptions.RemoveEmptyEntries).Contains(controller);
 
     /// <summary>True when the cgroup directory exists in any hierarchy.</summary>
     public bool Exists(string path)

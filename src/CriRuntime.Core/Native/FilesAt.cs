@@ -28,6 +28,33 @@ public static unsafe class FilesAt
     public static SafeFileHandle OpenDirectory(SafeFileHandle dir, string name, string? display = null) =>
         TryOpenDirectory(dir, name, out int errno) ?? throw new NativeException("openat", display ?? name, errno);
 
+    /// <summary>Opens the regular file <paramref name="name"/> for reading (O_NOFOLLOW: a symlink there fails with ELOOP).</summary>
+    public static SafeFileHandle OpenRead(SafeFileHandle dir, string name, string? display = null)
+    {
+        var n = Interop.CString(name);
+        fixed (byte* pn = n)
+        {
+            int fd = LibC.openat(Files.Fd(dir), pn, LibC.O_RDONLY | LibC.O_NOFOLLOW | LibC.O_NONBLOCK | LibC.O_CLOEXEC, 0);
+            if (fd < 0) throw NativeException.Last("openat", display ?? name);
+            GC.KeepAlive(dir);
+            return new SafeFileHandle(fd, ownsHandle: true);
+        }
+    }
+
+    /// <summary>readlinkat: the target of the symlink <paramref name="name"/>, not followed.</summary>
+    public static string ReadLink(SafeFileHandle dir, string name, string? display = null)
+    {
+        var n = Interop.CString(name);
+        var buffer = new byte[4096];
+        fixed (byte* pn = n, pb = buffer)
+        {
+            long length = LibC.readlinkat(Files.Fd(dir), pn, pb, buffer.Length);
+            if (length < 0) throw NativeException.Last("readlinkat", display ?? name);
+            GC.KeepAlive(dir);
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length);
+        }
+    }
+
     /// <summary>Creates a new regular file for writing (O_CREAT|O_EXCL|O_NOFOLLOW): never an existing one.</summary>
     public static SafeFileHandle CreateFile(SafeFileHandle dir, string name, int mode, string? display = null)
     {

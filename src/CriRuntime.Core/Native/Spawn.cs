@@ -105,7 +105,10 @@ public static unsafe partial class Spawn
             int pid;
             fixed (byte* pp = path)
             {
-                int rc = posix_spawn(&pid, pp, actions, attr, argv.Pointer, envp.Pointer);
+                // conmon, and runc under it, get the conventional umask rather than the daemon's (see FileModes).
+                int rc;
+                using (FileModes.UseChildUmask())
+                    rc = posix_spawn(&pid, pp, actions, attr, argv.Pointer, envp.Pointer);
                 if (rc != 0) throw new NativeException("posix_spawn", request.Path, rc, "spawn");
             }
             return pid;

@@ -69,7 +69,7 @@ public sealed class Conmon
         OciRuntime.ValidateId(request.Id);
         if (!File.Exists(Path.Combine(request.BundleDir, "config.json")))
             throw new ArgumentException($"bundle {request.BundleDir} has no config.json");
-        Directory.CreateDirectory(request.ExitDir);
+        FileModes.CreateDirectory(request.ExitDir, FileModes.PrivateDirectory);
 
         using var timeout = new CancellationTokenSource(CreateTimeout);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);

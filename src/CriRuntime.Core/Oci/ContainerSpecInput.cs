@@ -1,7 +1,7 @@
 namespace CriRuntime.Oci;
 
-/// <summary>Which PID namespace a container gets (CRI NamespaceMode for pid; TARGET is not supported yet).</summary>
-public enum PidNamespaceMode { Pod, Container, Node }
+/// <summary>Which PID namespace a container gets (CRI NamespaceMode for pid).</summary>
+public enum PidNamespaceMode { Pod, Container, Node, Target }
 
 /// <summary>Everything <see cref="RuntimeSpecBuilder.BuildContainer"/> needs for one CRI container.</summary>
 public sealed record ContainerSpecInput
@@ -28,6 +28,23 @@ public sealed record ContainerSpecInput
     /// <summary>For <see cref="PidNamespaceMode.Pod"/>: /proc/&lt;infra pid&gt;/ns/pid.</summary>
     public string? PodPidNamespacePath { get; init; }
 
+    /// <summary>For <see cref="PidNamespaceMode.Target"/>: /proc/&lt;target's init pid&gt;/ns/pid (kubectl debug --target).</summary>
+    public string? TargetPidNamespacePath { get; init; }
+
+    /// <summary>The pod shares the node's IPC namespace (hostIPC): the container gets the node's /dev/shm and /dev/mqueue.</summary>
+    public bool HostIpc { get; init; }
+
+    /// <summary>Default sysctls for a pod with its own network namespace ([runtime] unprivileged_ports / unprivileged_icmp);
+    /// the pod's own sysctls override them.</summary>
+    public bool UnprivilegedPorts { get; init; }
+
+    /// <inheritdoc cref="UnprivilegedPorts"/>
+    public bool UnprivilegedIcmp { get; init; }
+
+    /// <summary>Whether the hugetlb cgroup controller exists; without it hugepage limits are left out of the spec, as
+    /// containerd leaves them (the kubelet sends a zero limit for every page size, which runc could not apply).</summary>
+    public bool HugetlbAvailable { get; init; } = true;
+
     /// <summary>cgroupfs style, e.g. "/kubepods/pod&lt;uid&gt;/&lt;container id&gt;".</summary>
     public required string CgroupsPath { get; init; }
 
@@ -42,6 +59,13 @@ public sealed record ContainerSpecInput
 
     /// <summary>The pod's /dev/shm tmpfs; null: a private 64 MiB tmpfs.</summary>
     public string? ShmPath { get; init; }
+
+    /// <summary>By index in Config.Mounts: the node path each image mount (Mount.image) binds, its image mounted read-only
+    /// and its image_sub_path resolved (see Containers/ImageMounts).</summary>
+    public IReadOnlyDictionary<int, string> ImageMountSources { get; init; } = new Dictionary<int, string>();
+
+    /// <summary>The image's VOLUMEs as read-write mounts of the container's own directories (see Containers/ImageVolumes).</summary>
+    public IReadOnlyList<global::Runtime.V1.Mount> ImageVolumeMounts { get; init; } = [];
 
     /// <summary>Goes into the HOSTNAME environment variable.</summary>
     public required string Hostname { get; init; }
@@ -63,4 +87,10 @@ public sealed record ContainerSpecInput
     /// <summary>Whether memory+swap limits exist (cgroup v1 memory.memsw.*). containerd sets swap equal to
     /// the memory limit when they do, so a container does not swap by default. Null: probe this host.</summary>
     public bool? SwapLimitSupported { get; init; }
+
+    /// <summary>Whether the node runs cgroup v2 (a private cgroup namespace then); null: probe this host.</summary>
+    public bool? CgroupV2 { get; init; }
+
+    /// <summary>The node's Linux security modules (AppArmor, SELinux); null: <see cref="Spec.LsmHost.System"/>.</summary>
+    public Spec.LsmHost? Lsm { get; init; }
 }

@@ -220,7 +220,7 @@ public sealed class OciRuntime
     public async Task UpdateResourcesAsync(string id, global::Runtime.V1.LinuxContainerResources resources, CancellationToken ct)
     {
         ValidateId(id);
-        var spec = RuntimeSpecBuilder.Resources(resources, RuntimeSpecBuilder.SwapLimitSupportedOnHost());
+        var spec = RuntimeSpecBuilder.Resources(resources, RuntimeSpecBuilder.SwapLimitSupportedOnHost(), RuntimeSpecBuilder.HugetlbAvailableOnHost());
         // crun does not read "-" as stdin, so both runtimes get a file.
         string file = Path.Combine(Path.GetTempPath(), $"criruntime-update-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.json");
         try
@@ -279,7 +279,9 @@ public sealed class OciRuntime
         foreach (string a in args) psi.ArgumentList.Add(a);
         try
         {
-            return Process.Start(psi) ?? throw new OciRuntimeException($"could not start {BinaryPath}");
+            // runc exec's process keeps the umask it inherits: the conventional 022, not the daemon's 077.
+            using (FileModes.UseChildUmask())
+                return Process.Start(psi) ?? throw new OciRuntimeException($"could not start {BinaryPath}");
         }
         catch (System.ComponentModel.Win32Exception e)
         {

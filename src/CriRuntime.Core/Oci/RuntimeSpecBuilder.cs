@@ -54,16 +54,20 @@ public static class RuntimeSpecBuilder
     /// <inheritdoc cref="InfraSpecOptions.PrepareRootfs"/>
     public static void PrepareInfraRootfs(string dir, string catatonitPath = "/usr/bin/catatonit") => InfraSpecOptions.PrepareRootfs(dir, catatonitPath);
 
-    /// <summary>Writes &lt;bundleDir&gt;/config.json atomically and durably.</summary>
+    /// <summary>Writes &lt;bundleDir&gt;/config.json atomically and durably, 0600 in a 0700 dir: it holds the container's
+    /// environment, secrets included.</summary>
     public static void WriteBundle(string bundleDir, RuntimeSpec spec)
     {
-        Directory.CreateDirectory(bundleDir);
+        Native.FileModes.CreateDirectory(bundleDir, Native.FileModes.PrivateDirectory);
         AtomicFile.WriteAllBytes(Path.Combine(bundleDir, "config.json"), spec.ToUtf8Json());
     }
 
     /// <inheritdoc cref="ResourceSpecOptions.FromCri"/>
-    public static SpecLinuxResources Resources(LinuxContainerResources? resources, bool swapLimitSupported) =>
-        ResourceSpecOptions.FromCri(resources, swapLimitSupported);
+    public static SpecLinuxResources Resources(LinuxContainerResources? resources, bool swapLimitSupported, bool hugetlbAvailable = true) =>
+        ResourceSpecOptions.FromCri(resources, swapLimitSupported, hugetlbAvailable);
+
+    /// <inheritdoc cref="ResourceSpecOptions.HugetlbAvailableOnHost"/>
+    public static bool HugetlbAvailableOnHost() => ResourceSpecOptions.HugetlbAvailableOnHost();
 
     /// <inheritdoc cref="ResourceSpecOptions.SwapLimitSupportedOnHost"/>
     public static bool SwapLimitSupportedOnHost() => ResourceSpecOptions.SwapLimitSupportedOnHost();

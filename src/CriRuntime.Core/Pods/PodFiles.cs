@@ -123,9 +123,8 @@ public static class PodFiles
 
     private static void Write(string path, string content)
     {
-        AtomicFile.WriteAllBytes(path, Encoding.UTF8.GetBytes(content));
-        // The temp file got 0666 & ~umask; the containers' readers need exactly 0644.
-        Files.Chmod(path, FileMode);
+        // The containers' readers (any uid) need exactly 0644.
+        AtomicFile.WriteAllBytes(path, Encoding.UTF8.GetBytes(content), (UnixFileMode)FileMode);
     }
 
     private static void Validate(DNSConfig dns)

@@ -136,7 +136,8 @@ public sealed class PodSandboxManager
         try
         {
             await store.PutAsync(pod, cancellationToken).ConfigureAwait(false);
-            Directory.CreateDirectory(dir);
+            // The pod's files are bind-mounted into its containers: nothing on the host needs to reach them by path.
+            FileModes.CreateDirectory(dir, FileModes.PrivateDirectory);
 
             string hostname = pod.Hostname;
             PodFiles.WriteAll(dir, hostname, podConfig.DnsConfig);
@@ -144,7 +145,7 @@ public sealed class PodSandboxManager
 
             if (kinds != NamespaceKinds.None)
             {
-                Directory.CreateDirectory(nsDir);
+                FileModes.CreateDirectory(nsDir, FileModes.PrivateDirectory);
                 // A host-network pod keeps the node's UTS namespace, and with it the node's hostname.
                 await Namespaces.CreatePinnedAsync(nsDir, kinds, kinds.HasFlag(NamespaceKinds.Uts) ? hostname : null, cancellationToken).ConfigureAwait(false);
             }
@@ -249,7 +250,7 @@ public sealed class PodSandboxManager
     /// <summary>Reads the records from disk (see <see cref="RecordStore{T}.Load"/>).</summary>
     internal StoreLoadReport LoadRecords()
     {
-        Directory.CreateDirectory(podsDir);
+        FileModes.CreateDirectory(podsDir, FileModes.PrivateDirectory);
         return store.Load();
     }
 
@@ -354,7 +355,7 @@ public sealed class PodSandboxManager
     {
         string bundle = pod.InfraBundle;
         string rootfs = Path.Combine(bundle, "rootfs");
-        Directory.CreateDirectory(bundle);
+        FileModes.CreateDirectory(bundle, FileModes.PrivateDirectory);
         RuntimeSpecBuilder.PrepareInfraRootfs(rootfs);
         var spec = RuntimeSpecBuilder.BuildInfra(rootfs, pod.NetworkNamespace, pod.IpcNamespace, pod.UtsNamespace,
             $"{pod.CgroupParent}/{pod.InfraId}", hostname);

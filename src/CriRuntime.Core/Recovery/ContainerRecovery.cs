@@ -55,6 +55,14 @@ public sealed class ContainerRecovery(ContainerManager containers, PodSandboxMan
                 logger.LogWarning("Keeping leftover container directory {Dir}: {Rootfs} is still mounted", dir, rootfs);
                 continue;
             }
+            // Images a half-made container mounted (read-only overlays in its bundle) go with it.
+            string bundle = Path.Combine(containers.BundlesDir, id);
+            foreach (var problem in ImageMounts.UnmountAll(bundle)) logger.LogWarning("Leftover container {Id}: {Problem}", id, problem);
+            if (ImageMounts.AnyMounted(bundle))
+            {
+                logger.LogWarning("Keeping leftover container directory {Dir}: an image is still mounted under it", dir);
+                continue;
+            }
             logger.LogWarning("Removing leftover container directory {Dir}", dir);
             try
             {

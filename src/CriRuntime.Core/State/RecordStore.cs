@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -40,7 +41,7 @@ public sealed class RecordStore<T> where T : class, IRecord
         this.typeInfo = typeInfo;
         this.logger = logger;
         this.validate = validate;
-        Directory.CreateDirectory(dir);
+        FileModes.CreateDirectory(dir, FileModes.PrivateDirectory);
     }
 
     /// <summary>True when a record with this id exists on disk (or in quarantine) but was not loaded; why, in <paramref name="why"/>.</summary>

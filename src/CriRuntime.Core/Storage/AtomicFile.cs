@@ -6,20 +6,27 @@ namespace CriRuntime.Storage;
 /// <summary>
 /// Whole-file replacement that survives crashes: write a temp file in the same file system, fsync
 /// it, rename it over the target, fsync the directory. A crash leaves the old or the new content,
-/// never a torn file. Temp files are named <c>.NAME.tmp-RANDOM</c>.
+/// never a torn file. Temp files are named <c>.NAME.tmp-RANDOM</c>. Files are 0600 unless a caller says otherwise
+/// (records, bundles and caches hold container configs, secrets included; issue #11), whatever the umask.
 /// </summary>
 public static class AtomicFile
 {
     public static Task WriteAllBytesAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct) =>
         WriteAllBytesAsync(path, data, tempDirectory: null, ct);
 
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> data)
+    /// <summary>As <see cref="WriteAllBytesAsync(string, ReadOnlyMemory{byte}, CancellationToken)"/>, with the file's mode.</summary>
+    public static Task WriteAllBytesAsync(string path, ReadOnlyMemory<byte> data, UnixFileMode mode, CancellationToken ct) =>
+        WriteAllBytesAsync(path, data, tempDirectory: null, ct, mode);
+
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> data, UnixFileMode mode = FileModes.PrivateFile)
     {
         var (full, dir, temp) = Names(path, null);
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+            using (var stream = new FileStream(temp, CreateOptions(mode, FileOptions.None)))
             {
+                // Exact, not narrowed by the umask.
+                File.SetUnixFileMode(stream.SafeFileHandle, mode);
                 stream.Write(data);
                 stream.Flush();
                 Files.Fsync(stream.SafeFileHandle);
@@ -36,13 +43,15 @@ public static class AtomicFile
 
     /// <summary>As above, with the temp file in <paramref name="tempDirectory"/> (same file system) so
     /// a crash's leftovers collect in one place that can be swept.</summary>
-    internal static async Task WriteAllBytesAsync(string path, ReadOnlyMemory<byte> data, string? tempDirectory, CancellationToken ct)
+    internal static async Task WriteAllBytesAsync(string path, ReadOnlyMemory<byte> data, string? tempDirectory, CancellationToken ct,
+        UnixFileMode mode = FileModes.PrivateFile)
     {
         var (full, dir, temp) = Names(path, tempDirectory);
         try
         {
-            await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous))
+            await using (var stream = new FileStream(temp, CreateOptions(mode, FileOptions.Asynchronous)))
             {
+                File.SetUnixFileMode(stream.SafeFileHandle, mode);
                 await stream.WriteAsync(data, ct).ConfigureAwait(false);
                 await stream.FlushAsync(ct).ConfigureAwait(false);
                 Files.Fsync(stream.SafeFileHandle);
@@ -58,6 +67,12 @@ public static class AtomicFile
         }
         Files.FsyncDirectory(dir);
     }
+
+    // Created with the final mode, so the content is never readable by others even for a moment.
+    private static FileStreamOptions CreateOptions(UnixFileMode mode, FileOptions options) => new()
+    {
+        Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, Options = options, UnixCreateMode = mode,
+    };
 
     private static (string Full, string Dir, string Temp) Names(string path, string? tempDirectory)
     {

@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using CriRuntime.Content;
 
 namespace CriRuntime.Storage;
@@ -15,8 +16,9 @@ public sealed class BlobStore
     {
         this.dir = Path.GetFullPath(dir);
         ingest = Path.Combine(this.dir, "ingest");
-        Directory.CreateDirectory(Path.Combine(this.dir, "sha256"));
-        Directory.CreateDirectory(ingest);
+        FileModes.CreateDirectory(this.dir, FileModes.PrivateDirectory);
+        FileModes.CreateDirectory(Path.Combine(this.dir, "sha256"), FileModes.PrivateDirectory);
+        FileModes.CreateDirectory(ingest, FileModes.PrivateDirectory);
     }
 
     public string PathOf(Digest d)
@@ -38,7 +40,7 @@ public sealed class BlobStore
         string path = PathOf(expected);
         var existing = new FileInfo(path);
         if (existing.Exists && existing.Length == data.Length) return;
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        FileModes.CreateDirectory(Path.GetDirectoryName(path)!, FileModes.PrivateDirectory);
         await AtomicFile.WriteAllBytesAsync(path, data, ingest, ct).ConfigureAwait(false);
     }
 

@@ -43,8 +43,9 @@ public sealed class LayerStore
         tmpDir = Path.Combine(this.dir, "tmp");
         this.logger = logger;
         unpacker = new LayerUnpacker(logger);
-        Directory.CreateDirectory(linkDir);
-        Directory.CreateDirectory(tmpDir);
+        FileModes.CreateDirectory(this.dir, FileModes.PrivateDirectory);
+        FileModes.CreateDirectory(linkDir, FileModes.PrivateDirectory);
+        FileModes.CreateDirectory(tmpDir, FileModes.PrivateDirectory);
     }
 
     /// <summary>The store's root directory.</summary>
@@ -217,8 +218,10 @@ public sealed class LayerStore
         string? linkPath = null;
         try
         {
-            Directory.CreateDirectory(tmp);
+            FileModes.CreateDirectory(tmp, FileModes.PrivateDirectory);
             string diff = Path.Combine(tmp, "diff");
+            // A layer's "/" is 0755 unless the layer has a "./" entry saying otherwise (never the daemon's umask).
+            FileModes.CreateDirectory(diff, FileModes.PublicDirectory);
             UnpackResult result;
             Digest actual;
             var started = DateTimeOffset.UtcNow;

@@ -19,7 +19,7 @@ public static class OverlayMount
         if ((upperDir is null) != (workDir is null)) throw new ArgumentException("upperdir and workdir go together");
         foreach (var lower in lowerDirsTopFirst) CheckPath(lower, "lowerdir");
 
-        Directory.CreateDirectory(target);
+        FileModes.CreateDirectory(target, FileModes.PrivateDirectory);
         if (upperDir is null)
         {
             if (lowerDirsTopFirst.Count == 1)
@@ -42,10 +42,23 @@ public static class OverlayMount
 
         CheckPath(upperDir, "upperdir");
         CheckPath(workDir!, "workdir");
-        Directory.CreateDirectory(upperDir);
-        Directory.CreateDirectory(workDir!);
+        // The upper dir's mode is the container's "/" (overlay takes a merged root's attributes from the upper): 0755
+        // as containerd's snapshotter makes it, never the daemon's umask. Its parent keeps other users out (issue #11).
+        FileModes.CreateDirectory(upperDir, FileModes.PublicDirectory);
+        FileModes.CreateDirectory(workDir!, FileModes.PrivateDirectory);
         Mounts.Mount("overlay", target, "overlay", MountFlags.None, Options(lowerDirsTopFirst, upperDir, workDir));
     }
+
+    /// <summary>
+    /// Remounts the host's copy of a container's rootfs nosuid,nodev (issue #11), once the runtime has made the
+    /// container's own copy (during create: runc binds the rootfs in the container's mount namespace and pivots into
+    /// it). A remount changes only that one mount's flags; they do not propagate, so set-uid files still work inside
+    /// the container (allowPrivilegeEscalation) while the host-side path, should anyone reach it, honours neither
+    /// set-uid bits nor device nodes. Mounting nosuid from the start would give the container nosuid too: a bind
+    /// mount copies its source's flags.
+    /// </summary>
+    public static void SealHostSide(string target) =>
+        Mounts.Mount(null, target, null, MountFlags.Remount | MountFlags.Bind | MountFlags.NoSuid | MountFlags.NoDev);
 
     /// <summary>Mounts the given layers (bottom layer first, as in an image manifest) through the
     /// store's short links.</summary>

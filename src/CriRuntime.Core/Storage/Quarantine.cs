@@ -31,7 +31,7 @@ public static class Quarantine
         string full = Path.GetFullPath(path);
         string parent = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{path}' has no parent directory", nameof(path));
         string dir = Path.Combine(parent, DirectoryName);
-        Directory.CreateDirectory(dir);
+        FileModes.CreateDirectory(dir, FileModes.PrivateDirectory);
         string stamp = now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
         string name = Path.GetFileName(full);
         for (int n = 0; ; n++)

@@ -29,6 +29,19 @@ internal static class Daemon
     /// <summary>Concurrent HTTP/2 streams one client connection may hold open; grpc-go servers set no limit.</summary>
     internal const int MaxStreamsPerConnection = 10_000;
 
+    /// <summary>A tree an older daemon (or a looser umask) left readable by others is narrowed before anything is served.</summary>
+    private static void TightenStateModes(CriRuntimeConfig config, ILogger logger)
+    {
+        var narrowed = CriRuntime.Security.StateTreeModes.Tighten(config.Root, config.State, out var skipped);
+        foreach (string dir in skipped)
+            logger.LogWarning("{Dir} is a system directory and also criruntime's root or state: its own mode is left as it is; give criruntime a directory of its own", dir);
+        if (narrowed.Count == 0) return;
+        const int shown = 20;
+        string list = string.Join(", ", narrowed.Take(shown).Select(n => $"{n.Path} {Convert.ToString(n.OldMode, 8)}->{Convert.ToString(n.NewMode, 8)}"));
+        logger.LogWarning("Narrowed the modes of {Count} paths under {Root} and {State} that other users could read or traverse: {Paths}{More}",
+            narrowed.Count, config.Root, config.State, list, narrowed.Count > shown ? $" and {narrowed.Count - shown} more" : "");
+    }
+
     public static async Task RunAsync(CriRuntimeConfig config, string configPath)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -36,8 +49,9 @@ internal static class Daemon
         builder.Host.UseSystemd();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 
-        Directory.CreateDirectory(config.Root);
-        Directory.CreateDirectory(config.State);
+        // root holds nothing another user needs; state holds the CRI socket, which its group may reach (issue #11).
+        FileModes.CreateDirectory(config.Root, FileModes.PrivateDirectory);
+        FileModes.CreateDirectory(config.State, FileModes.TraversableDirectory);
         AddCoreServices(builder.Services, config);
 
         builder.Services.AddGrpc(o =>
@@ -77,6 +91,8 @@ internal static class Daemon
         logger.LogInformation("Starting {Name} {Version} with config {Config}, root {Root}, state {State}",
             DaemonInfo.Name, DaemonInfo.Version, File.Exists(configPath) ? configPath : "(defaults)", config.Root, config.State);
 
+        TightenStateModes(config, logger);
+
         try
         {
             // Recover before serving: the first List a kubelet sends must already be right (order: Recovery/StartupRecovery).
@@ -89,13 +105,17 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
-        // The streaming server (its own listener on [streaming] address). Attach and port-forward have no handler
-        // yet: their RPCs answer UNIMPLEMENTED and issue no tokens.
+        // The streaming server (its own listener on [streaming] address). Attach has no handler yet: its RPC answers
+        // UNIMPLEMENTED and issues no tokens.
         StreamingServer streaming;
         try
         {
             streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
-                new Dictionary<StreamingKind, IStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>() },
+                new Dictionary<StreamingKind, IStreamingHandler>
+                {
+                    [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>(),
+                    [StreamingKind.PortForward] = app.Services.GetRequiredService<PortForwardHandler>(),
+                },
                 app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None,
                 webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>() })
                 .ConfigureAwait(false);
@@ -168,6 +188,7 @@ internal static class Daemon
         services.AddSingleton<StreamingEndpoint>();
         services.AddSingleton<ExecHandler>();
         services.AddSingleton<WebSocketExecHandler>();
+        services.AddSingleton<PortForwardHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)

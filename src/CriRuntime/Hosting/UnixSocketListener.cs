@@ -16,7 +16,8 @@ internal static class UnixSocketListener
     public static ulong Bind(string path)
     {
         string directory = Path.GetDirectoryName(path) ?? "/";
-        Directory.CreateDirectory(directory);
+        // Made here: 0711, so the socket's group can reach the socket (0660) but list nothing beside it.
+        CriRuntime.Native.FileModes.CreateDirectory(directory, CriRuntime.Native.FileModes.TraversableDirectory);
 
         if (Path.Exists(path))
         {

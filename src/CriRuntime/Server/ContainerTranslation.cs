@@ -55,7 +55,11 @@ internal static class ContainerTranslation
             Labels = { c.Config.Labels },
             Annotations = { c.Config.Annotations },
             LogPath = c.LogPath,
+            StopSignal = StopSignals.ToCri(c.StopSignal),
         };
+        // As containerd: the user of the spec's process, for the kubelet's pod status (SupplementalGroupsPolicy).
+        if (c.User is { } user)
+            status.User = new ContainerUser { Linux = new LinuxContainerUser { Uid = user.Uid, Gid = user.Gid, SupplementalGroups = { user.SupplementalGroups } } };
         status.Mounts.AddRange(c.Config.Mounts.Select(m => m.Clone()));
         if (c.Config.Linux?.Resources is { } resources)
             status.Resources = new ContainerResources { Linux = resources.Clone() };

@@ -87,9 +87,11 @@ public abstract class PodTest(RegistryFixture registry, ITestOutputHelper output
     // ---- daemon
 
     /// <summary>Starts a daemon on this test's network with the runc and crun handlers, and pulls busybox.</summary>
-    protected async Task<DaemonProcess> StartPodDaemonAsync(string? extraConfig = null)
+    /// <param name="runtimeKeys">Lines added to the [runtime] table (it cannot be reopened in <paramref name="extraConfig"/>).</param>
+    protected async Task<DaemonProcess> StartPodDaemonAsync(string? extraConfig = null, string? runtimeKeys = null)
     {
-        var d = await StartDaemonAsync(Network.DaemonConfig + "\n" + RuntimeConfig + (extraConfig ?? ""));
+        string runtimeConfig = RuntimeConfig.Replace("[runtime]\n", "[runtime]\n" + (runtimeKeys is null ? "" : runtimeKeys.TrimEnd('\n') + "\n"), StringComparison.Ordinal);
+        var d = await StartDaemonAsync(Network.DaemonConfig + "\n" + runtimeConfig + (extraConfig ?? ""));
         lock (gate) podDaemons.Add(d);
         daemon = d;
         BusyboxImageRef = await PullAsync(d, BusyboxImage);

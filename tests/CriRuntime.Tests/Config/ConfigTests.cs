@@ -49,6 +49,7 @@ public class ConfigTests
             [runtime]
             default_handler = "kata"
             conmon = "/usr/local/bin/conmon"
+            image_volumes = "mkdir"
 
             [runtime.handlers.kata]
             path = "/opt/kata/bin/kata-runtime"
@@ -78,6 +79,7 @@ public class ConfigTests
         Assert.Equal("/etc/x/cni-template.json", c.Cni.ConfTemplate);
         Assert.Equal("kata", c.Runtime.DefaultHandler);
         Assert.Equal("/usr/local/bin/conmon", c.Runtime.Conmon);
+        Assert.Equal("mkdir", c.Runtime.ImageVolumes);
         Assert.Equal("/opt/kata/bin/kata-runtime", c.Runtime.Handlers["kata"].Path);
         Assert.Equal("/usr/local/sbin/runc", c.Runtime.Handlers["runc"].Path);
         Assert.Equal("/usr/bin/crun", c.Runtime.Handlers["crun"].Path); // untouched default stays
@@ -99,9 +101,12 @@ public class ConfigTests
                 var t when t == typeof(string) && path.EndsWith("default_platform") => ("\"linux/s390x\"", "linux/s390x"),
                 var t when t == typeof(string) && path.EndsWith("address") => ("\"10.1.2.3:4567\"", "10.1.2.3:4567"),
                 var t when t == typeof(string) && path.EndsWith("default_handler") => ("\"crun\"", "crun"),
+                var t when t == typeof(string) && path.EndsWith("image_volumes") => ("\"ignore\"", "ignore"),
                 var t when t == typeof(string) => ("\"/changed/path\"", "/changed/path"),
                 var t when t == typeof(int) => ("7", 7),
                 var t when t == typeof(List<string>) => ("[\"/changed/one\"]", new List<string> { "/changed/one" }),
+                // The opposite of the default, whichever it is.
+                var t when t == typeof(bool) => (bool)property.GetValue(owner(new CriRuntimeConfig()))! ? ("false", (object)false) : ("true", true),
                 var t => throw new InvalidOperationException($"test does not know how to vary {t} ({path})"),
             };
             int dot = path.LastIndexOf('.');
@@ -225,6 +230,7 @@ public class ConfigTests
     [InlineData("[runtime.handlers.\"-x\"]\npath = \"/x\"\n", "runtime.handlers.-x", "not a valid handler name")]
     [InlineData("[runtime.handlers.\"a b\"]\npath = \"/x\"\n", "runtime.handlers.\"a b\"", "not a valid handler name")]
     [InlineData("log_level = \"verbose\"\n", "'log_level'", "trace, debug, info, warning, error")]
+    [InlineData("[runtime]\nimage_volumes = \"bind\"\n", "runtime.image_volumes", "copy, mkdir, ignore")]
     [InlineData("log_level = \"warn\"\n", "'log_level'", "did you mean 'warning'")]
     [InlineData("log_level = \"INFO\"\n", "'log_level'", "did you mean 'info'")]
     [InlineData("[registry]\ndefault_platform = \"amd64\"\n", "registry.default_platform", "os/architecture[/variant]")]

@@ -138,6 +138,10 @@ public sealed class SpecGoldenTests : IDisposable
         Hostname = "h1",
         SwapLimitSupported = true,
         GrantableCapabilities = Grantable,
+        // Pinned so the files do not depend on the build machine: the cgroup namespace and the LSMs have their own
+        // tests (LsmSpecTests).
+        CgroupV2 = false,
+        Lsm = new FakeLsmHost(),
     };
 
     private ContainerSpecInput ContainerInput(string name)

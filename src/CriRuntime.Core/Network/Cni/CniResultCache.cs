@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CriRuntime.Storage;
@@ -41,7 +42,7 @@ internal sealed class CniResultCache(string directory)
 
     public async Task WriteAsync(CniCacheEntry entry, CancellationToken ct)
     {
-        Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        FileModes.CreateDirectory(directory, FileModes.PrivateDirectory);
         var attachments = new JsonArray();
         foreach (var a in entry.Attachments)
         {

@@ -1,3 +1,4 @@
+using CriRuntime.Native;
 using System.Net;
 using System.Text;
 using CriRuntime.Storage;
@@ -53,8 +54,9 @@ public sealed class PodCidrConfig(string confDir, string templatePath, ILogger<P
             byte[]? current = File.Exists(RenderedPath) ? await File.ReadAllBytesAsync(RenderedPath, cancellationToken).ConfigureAwait(false) : null;
             if (current is null || !current.AsSpan().SequenceEqual(bytes))
             {
-                Directory.CreateDirectory(confDir);
-                await AtomicFile.WriteAllBytesAsync(RenderedPath, bytes, cancellationToken).ConfigureAwait(false);
+                FileModes.CreateDirectory(confDir, FileModes.PublicDirectory);
+                // A CNI network config is no secret and other node agents read it: 0644, as containerd writes it.
+                await AtomicFile.WriteAllBytesAsync(RenderedPath, bytes, FileModes.PublicFile, cancellationToken).ConfigureAwait(false);
                 logger.LogInformation("Wrote {Path} from {Template} for pod CIDR {PodCidr}", RenderedPath, templatePath, string.Join(",", cidrs));
             }
             PodCidrs = cidrs;

@@ -33,12 +33,15 @@ internal static class ContainerSpecOptions
         ResourceSpecOptions.WithOomScoreAdj,
         ResourceSpecOptions.WithResources,
         NamespaceSpecOptions.WithNamespaces,
-        NamespaceSpecOptions.WithSysctls,
+        CgroupNamespaceSpecOptions.WithCgroupNamespace,
+        SysctlSpecOptions.WithSysctls,
         SecuritySpecOptions.WithMaskedAndReadonlyPaths,
         DeviceSpecOptions.WithPrivilegedDevices,
         DeviceSpecOptions.WithCriDevices,
         SeccompSpecOptions.WithSeccomp,
+        AppArmorSpecOptions.WithAppArmor,
         MountSpecOptions.WithCriMounts,
+        SelinuxSpecOptions.WithSelinux,
         AnnotationSpecOptions.WithCriAnnotations,
     ];
 

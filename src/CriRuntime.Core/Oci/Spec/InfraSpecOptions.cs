@@ -96,8 +96,9 @@ internal static class InfraSpecOptions
     {
         if (Files.TryLstat(catatonitPath) is not { Type: FileType.RegularFile })
             throw new FileNotFoundException($"catatonit not found at {catatonitPath}: install the catatonit package or set its path in the config", catatonitPath);
-        Directory.CreateDirectory(dir);
-        foreach (string sub in new[] { "proc", "dev", "sys" }) Directory.CreateDirectory(Path.Combine(dir, sub));
+        // The infra's "/" and its mount points are 0755 as in any image, not the daemon's umask.
+        FileModes.CreateDirectory(dir, FileModes.PublicDirectory);
+        foreach (string sub in new[] { "proc", "dev", "sys" }) FileModes.CreateDirectory(Path.Combine(dir, sub), FileModes.PublicDirectory);
         string target = Path.Combine(dir, "catatonit");
         if (Files.TryLstat(target) is { Type: FileType.RegularFile }) return;
         // Build under a temp name and rename, so a crash never leaves a half-copied binary in place.

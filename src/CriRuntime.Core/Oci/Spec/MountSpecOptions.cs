@@ -35,12 +35,12 @@ internal static class MountSpecOptions
 
     public static void WithCriMounts(RuntimeSpec spec, ContainerSpecInput input) => ApplyMounts(spec, ContainerMounts(input));
 
-    /// <summary>The CRI mounts plus the pod files (/etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/shm)
+    /// <summary>The CRI mounts plus the pod files (/etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/shm and, hostIPC, /dev/mqueue)
     /// the container does not mount itself, as containerd adds them.</summary>
     private static List<Mount> ContainerMounts(ContainerSpecInput input)
     {
         var security = input.SecurityContext();
-        var mounts = input.Config.Mounts.ToList();
+        var mounts = ImageMountSpecOptions.CriAndImageMounts(input);
         bool Mounted(string path) => mounts.Any(m => CleanPath(m.ContainerPath) == path);
         void AddFile(string? hostPath, string containerPath)
         {
@@ -51,8 +51,7 @@ internal static class MountSpecOptions
         AddFile(input.HostnameFile, "/etc/hostname");
         AddFile(input.HostsFile, "/etc/hosts");
         AddFile(input.ResolvConfFile, "/etc/resolv.conf");
-        if (input.ShmPath is not null && !Mounted(DevShm))
-            mounts.Add(new Mount { HostPath = input.ShmPath, ContainerPath = DevShm, Readonly = false });
+        mounts.AddRange(IpcSpecOptions.IpcMounts(input, Mounted).ToList());
         return mounts;
     }
 
@@ -83,7 +82,8 @@ internal static class MountSpecOptions
                 // The kernel makes what is under /proc and /sys; creating there is never right (CreateContainer checks first).
                 if (Containers.ContainerConfigValidation.IsUnderKernelTree(source))
                     throw new InvalidArgumentException($"mount {m.ContainerPath}: host path {source} does not exist, and entries under /proc and /sys cannot be created");
-                try { Directory.CreateDirectory(source); }
+                // 0755 at every level made, as containerd's MkdirAll(src, 0755) under a 022 umask: not the daemon's 077.
+                try { FileModes.CreateDirectory(source, FileModes.PublicDirectory); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     throw new IOException($"mount {m.ContainerPath}: host path {source} does not exist and could not be created: {e.Message}", e);
@@ -110,6 +110,7 @@ internal static class MountSpecOptions
                     break;
             }
             options.Add(m.Readonly ? "ro" : "rw");
+            if (ImageMountSpecOptions.IsImageMount(m)) options.AddRange(ImageMountSpecOptions.ImageMountOptions);
             spec.Mounts.Add(new SpecMount { Destination = m.ContainerPath, Type = "bind", Source = source, Options = options });
         }
     }

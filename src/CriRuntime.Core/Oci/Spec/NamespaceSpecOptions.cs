@@ -1,7 +1,7 @@
 namespace CriRuntime.Oci.Spec;
 
 /// <summary>The container's namespaces: a mount namespace of its own, the pod's network/IPC/UTS ones (or the host's), and a
-/// PID namespace by the CRI's pid mode; and the pod's sysctls, which live in those namespaces.</summary>
+/// PID namespace by the CRI's pid mode (the pod's, its own, the node's, or a target container's).</summary>
 internal static class NamespaceSpecOptions
 {
     public static void WithNamespaces(RuntimeSpec spec, ContainerSpecInput input)
@@ -26,13 +26,15 @@ internal static class NamespaceSpecOptions
                 break;
             case PidNamespaceMode.Node:
                 break;
+            case PidNamespaceMode.Target:
+                // kubectl debug --target: the target container's PID namespace, through its init process.
+                if (string.IsNullOrEmpty(input.TargetPidNamespacePath))
+                    throw new ArgumentException($"container {input.Id} targets another container's PID namespace but no TargetPidNamespacePath was given");
+                namespaces.Add(new SpecNamespace { Type = NamespaceTypes.Pid, Path = input.TargetPidNamespacePath });
+                break;
             default:
                 throw new ArgumentException($"unsupported PID namespace mode {input.PidMode}");
         }
         spec.Linux!.Namespaces = namespaces;
     }
-
-    /// <summary>The pod's sysctls apply to every container: they are per network or IPC namespace, which the pod's containers share.</summary>
-    public static void WithSysctls(RuntimeSpec spec, ContainerSpecInput input) =>
-        spec.Linux!.Sysctl = input.PodConfig.Linux?.Sysctls is { Count: > 0 } sysctls ? new Dictionary<string, string>(sysctls) : null;
 }

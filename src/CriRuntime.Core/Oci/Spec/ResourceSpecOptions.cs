@@ -13,13 +13,15 @@ internal static class ResourceSpecOptions
     /// <summary>The CRI limits, and a device cgroup that denies every device: the device options open what the container may use.</summary>
     public static void WithResources(RuntimeSpec spec, ContainerSpecInput input)
     {
-        var resources = FromCri(input.Config.Linux?.Resources, input.SwapLimitSupported ?? SwapLimitSupportedOnHost());
+        var resources = FromCri(input.Config.Linux?.Resources, input.SwapLimitSupported ?? SwapLimitSupportedOnHost(), input.HugetlbAvailable);
         resources.Devices = [new SpecDeviceCgroup { Allow = false, Access = "rwm" }];
         spec.Linux!.Resources = resources;
     }
 
-    /// <summary>CRI resources as OCI resources (containerd's WithResources); zero means "not set".</summary>
-    public static SpecLinuxResources FromCri(LinuxContainerResources? resources, bool swapLimitSupported)
+    /// <summary>CRI resources as OCI resources (containerd's WithResources); zero means "not set". Hugepage limits are
+    /// left out without the hugetlb controller (<paramref name="hugetlbAvailable"/>), as containerd leaves them: the kubelet
+    /// sends a limit (often zero) for every page size the node has, and runc or crun cannot set one without the controller.</summary>
+    public static SpecLinuxResources FromCri(LinuxContainerResources? resources, bool swapLimitSupported, bool hugetlbAvailable = true)
     {
         var result = new SpecLinuxResources();
         if (resources is null) return result;
@@ -42,7 +44,7 @@ internal static class ResourceSpecOptions
         if (resources.MemorySwapLimitInBytes != 0 && swapLimitSupported) memory.Swap = resources.MemorySwapLimitInBytes;
         if (memory.Limit is not null || memory.Swap is not null) result.Memory = memory;
 
-        if (resources.HugepageLimits.Count > 0)
+        if (resources.HugepageLimits.Count > 0 && hugetlbAvailable)
             result.HugepageLimits = resources.HugepageLimits.Select(h => new SpecHugepageLimit { PageSize = h.PageSize, Limit = h.Limit }).ToList();
         if (resources.Unified.Count > 0) result.Unified = new Dictionary<string, string>(resources.Unified);
         return result;
@@ -51,6 +53,21 @@ internal static class ResourceSpecOptions
     /// <summary>Whether this host limits memory+swap: cgroup v1 with swap accounting, or cgroup v2.</summary>
     public static bool SwapLimitSupportedOnHost() =>
         File.Exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") || File.Exists("/sys/fs/cgroup/cgroup.controllers");
+
+    /// <summary>Whether this host has the hugetlb controller (<see cref="Native.Cgroups.HasHugetlb"/>), probed once.</summary>
+    public static bool HugetlbAvailableOnHost() => hugetlbOnHost.Value;
+
+    private static readonly Lazy<bool> hugetlbOnHost = new(() =>
+    {
+        try
+        {
+            return Native.Cgroups.Detect().HasHugetlb;
+        }
+        catch (InvalidOperationException)
+        {
+            return false; // no cgroup hierarchy at all: no hugetlb either
+        }
+    });
 
     /// <summary>
     /// The lowest oom_score_adj this daemon may hand out. Going below one's own value needs
