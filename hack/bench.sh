@@ -7,7 +7,9 @@
 #   hack/bench.sh --out F    write the JSON to F
 #
 # Env: BENCH_TOOL_ARGS (more options for the tool, e.g. "--skip pull,floor"; see criruntime-bench --help),
-#      BENCH_CONTAINERD_LOG_LEVEL (containerd's [debug] level, default info).
+#      BENCH_CONTAINERD_LOG_LEVEL (containerd's [debug] level, default info),
+#      BENCH_NO_BUILD=1 (use _output/bin/criruntime and _output/bench as they are, when both exist).
+# The exec figures use stock crictl from _output/critools (hack/install-critools.sh); without it they are skipped.
 #
 # What it does, as root on Debian 12: installs Debian's containerd and runc if missing, runs
 # hack/install-deps.sh and hack/setup-cgroups.sh, builds the daemon (hack/build.sh) and the bench tool
@@ -143,10 +145,14 @@ fi
 "$REPO_ROOT/hack/install-deps.sh"
 "$REPO_ROOT/hack/setup-cgroups.sh"
 
-log "building the daemon"
-"$REPO_ROOT/hack/build.sh"
-log "building the bench tool"
-dotnet publish "$REPO_ROOT/src/CriRuntime.Bench/CriRuntime.Bench.csproj" -c Release -o "$REPO_ROOT/_output/bench" --nologo -v quiet
+if [[ ${BENCH_NO_BUILD:-0} == 1 && -x $REPO_ROOT/_output/bin/criruntime && -x $REPO_ROOT/_output/bench/criruntime-bench ]]; then
+  log "BENCH_NO_BUILD=1: using the daemon and bench tool already in _output"
+else
+  log "building the daemon"
+  "$REPO_ROOT/hack/build.sh"
+  log "building the bench tool"
+  dotnet publish "$REPO_ROOT/src/CriRuntime.Bench/CriRuntime.Bench.csproj" -c Release -o "$REPO_ROOT/_output/bench" --nologo -v quiet
+fi
 BENCH_TOOL=$REPO_ROOT/_output/bench/criruntime-bench
 
 mkdir -p "$BENCH_ROOT"/{registry/storage,cni/net.d,cni/ipam,hosts.d,work,logs,floor/bundle/rootfs} \
@@ -315,7 +321,7 @@ mv "$BENCH_ROOT/floor/bundle/config.json.new" "$BENCH_ROOT/floor/bundle/config.j
 
 sizes=()
 if [[ $quick -eq 1 ]]; then
-  sizes=(--pods 5 --load-pods 8 --concurrency 4,8 --load-runs 1 --memory-pods 5 --list-calls 20 --pull-runs 1 --startup-runs 2 --floor-runs 3)
+  sizes=(--pods 5 --load-pods 8 --concurrency 4,8 --load-runs 1 --memory-pods 5 --list-calls 20 --pull-runs 1 --startup-runs 2 --floor-runs 3 --exec-runs 3)
 fi
 
 # Machine and versions, recorded in the JSON for BENCHMARKS.md.
@@ -347,6 +353,15 @@ for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
   [[ $(stat -f -c %T "$hierarchy") == cgroup* ]] || continue
   mkdir -p "$hierarchy${CGROUP_PARENT#/}"
 done
+# Stock crictl v1.26.1 (hack/install-critools.sh) for the exec figures; without it they are skipped, with a word.
+crictl_args=()
+if [[ -x $REPO_ROOT/_output/critools/crictl ]]; then
+  crictl_args=(--crictl "$REPO_ROOT/_output/critools/crictl")
+elif critools=$("$REPO_ROOT/hack/install-critools.sh" 2>/dev/null | tail -n 1) && [[ -x $critools/crictl ]]; then
+  crictl_args=(--crictl "$critools/crictl")
+else
+  log "no stock crictl (hack/install-critools.sh failed): the exec figures are skipped"
+fi
 log "running the benchmark"
 tool_rc=0
 "$BENCH_TOOL" run \
@@ -361,6 +376,7 @@ tool_rc=0
   --image "$IMAGE" --large-image "$LARGE_IMAGE" --shared-image "$SHARED_IMAGE" \
   --cgroup-parent "$CGROUP_PARENT" --work-dir "$BENCH_ROOT/work" \
   --floor-bundle "$BENCH_ROOT/floor/bundle" --runc /usr/sbin/runc \
+  ${crictl_args[@]+"${crictl_args[@]}"} \
   --out "$out" "${info[@]}" ${sizes[@]+"${sizes[@]}"} ${BENCH_TOOL_ARGS:-} || tool_rc=$?
 
 if [[ $tool_rc -ne 0 ]]; then

@@ -56,7 +56,9 @@ public sealed class BenchOptions
           --floor-bundle DIR           an OCI bundle for `runc run -d` with no daemon (skipped if absent)
           --floor-runs N               (20)
           --runc PATH                  (/usr/sbin/runc)
-          --skip LIST                  workloads to skip: startup,podstart,load,memory,list,pull,floor
+          --crictl PATH                crictl for the exec figures (`crictl exec CID true`; skipped if not given)
+          --exec-runs N                timed crictl execs of each kind (20)
+          --skip LIST                  workloads to skip: startup,podstart,load,memory,list,pull,floor,exec
           --info KEY=VALUE             recorded under "info" in the JSON (machine, versions); repeatable
         """;
 
@@ -79,10 +81,12 @@ public sealed class BenchOptions
     public string? FloorBundle { get; private set; }
     public int FloorRuns { get; private set; } = 20;
     public string Runc { get; private set; } = "/usr/sbin/runc";
+    public string? Crictl { get; private set; }
+    public int ExecRuns { get; private set; } = 20;
     public HashSet<string> Skip { get; } = new(StringComparer.Ordinal);
     public List<KeyValuePair<string, string>> Info { get; } = [];
 
-    private static readonly string[] Workloads = ["startup", "podstart", "load", "memory", "list", "pull", "floor"];
+    private static readonly string[] Workloads = ["startup", "podstart", "load", "memory", "list", "pull", "floor", "exec"];
 
     public bool Runs(string workload) => !Skip.Contains(workload);
 
@@ -146,6 +150,8 @@ public sealed class BenchOptions
                 case "--startup-runs": o.StartupRuns = Positive(); break;
                 case "--floor-bundle": o.FloorBundle = Value(); break;
                 case "--floor-runs": o.FloorRuns = Positive(); break;
+                case "--crictl": o.Crictl = Value(); break;
+                case "--exec-runs": o.ExecRuns = Positive(); break;
                 case "--runc": o.Runc = Value(); break;
                 case "--skip":
                     foreach (var w in Value().Split(',', StringSplitOptions.RemoveEmptyEntries))

@@ -70,6 +70,7 @@ try
     if (options.Runs("memory") || options.Runs("list")) await workloads.MemoryAndListAsync(cts.Token);
     if (options.Runs("pull")) await workloads.PullAsync(cts.Token);
     if (options.Runs("floor")) await workloads.FloorAsync(workDir, cts.Token);
+    if (options.Runs("exec")) await workloads.ExecAsync(cts.Token);
 }
 catch (Exception e) when (e is RpcException or InvalidOperationException or TimeoutException or OperationCanceledException or IOException)
 {

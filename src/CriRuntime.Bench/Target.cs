@@ -7,7 +7,7 @@ using Runtime.V1;
 namespace CriRuntime.Bench;
 
 /// <summary>Timings of one pod start, in milliseconds.</summary>
-public sealed record PodStart(string PodId, double RunPodSandboxMs, double CreateContainerMs, double StartContainerMs)
+public sealed record PodStart(string PodId, double RunPodSandboxMs, double CreateContainerMs, double StartContainerMs, string ContainerId = "")
 {
     public double TotalMs => RunPodSandboxMs + CreateContainerMs + StartContainerMs;
 }
@@ -204,7 +204,7 @@ public sealed class Target(EndpointOptions options, string workDir, string cgrou
         await Runtime.StartContainerAsync(new StartContainerRequest { ContainerId = created.ContainerId }, deadline: Deadline(), cancellationToken: ct);
         double startMs = sw.Elapsed.TotalMilliseconds;
         lock (gate) podConfigs[run.PodSandboxId] = config;
-        return new PodStart(run.PodSandboxId, runMs, createMs, startMs);
+        return new PodStart(run.PodSandboxId, runMs, createMs, startMs, created.ContainerId);
     }
 
     private readonly Dictionary<string, PodSandboxConfig> podConfigs = new(StringComparer.Ordinal);

@@ -9,7 +9,7 @@ namespace CriRuntime.Bench;
 /// The workloads. Each runs against every target in turn (same order, same configs) before the next
 /// workload starts, so slow drift of the machine touches both runtimes alike.
 /// </summary>
-public sealed class Workloads(BenchOptions options, IReadOnlyList<Target> targets, Results results)
+public sealed partial class Workloads(BenchOptions options, IReadOnlyList<Target> targets, Results results)
 {
     private static readonly Goal PodStartGoal = new(0.7, AtMost: true);
     private static readonly Goal ThroughputGoal = new(1.3, AtMost: false);

@@ -116,7 +116,9 @@ internal static class Daemon
                     [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>(),
                     [StreamingKind.PortForward] = app.Services.GetRequiredService<PortForwardHandler>(),
                 },
-                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
+                app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None,
+                webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>() })
+                .ConfigureAwait(false);
             app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
         }
         catch
@@ -187,6 +189,7 @@ internal static class Daemon
         services.AddSingleton(_ => new StreamingRequestCache());
         services.AddSingleton<StreamingEndpoint>();
         services.AddSingleton<ExecHandler>();
+        services.AddSingleton<WebSocketExecHandler>();
         services.AddSingleton<PortForwardHandler>();
     }
 

@@ -26,7 +26,7 @@ internal interface IStreamingHandler
 /// expired: 404), negotiates the subprotocol from X-Stream-Protocol-Version and upgrades to SPDY/3.1, as
 /// k8s.io/apimachinery's upgrader and the kubelet's streaming server do.
 /// </summary>
-internal sealed class StreamingServer : IAsyncDisposable
+internal sealed partial class StreamingServer : IAsyncDisposable
 {
     /// <summary>Exec and attach subprotocols, the server's order of preference (the client's order decides).</summary>
     public static readonly string[] RemoteCommandProtocols = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
@@ -39,16 +39,18 @@ internal sealed class StreamingServer : IAsyncDisposable
     private readonly WebApplication app;
     private readonly StreamingRequestCache cache;
     private readonly IReadOnlyDictionary<StreamingKind, IStreamingHandler> handlers;
+    private readonly IReadOnlyDictionary<StreamingKind, IWebSocketStreamingHandler> webSocketHandlers;
     private readonly StreamingSection config;
     private readonly ILogger logger;
     private readonly CancellationTokenSource stopping = new();
 
     private StreamingServer(WebApplication app, StreamingRequestCache cache, IReadOnlyDictionary<StreamingKind, IStreamingHandler> handlers,
-        StreamingSection config, ILogger logger)
+        IReadOnlyDictionary<StreamingKind, IWebSocketStreamingHandler> webSocketHandlers, StreamingSection config, ILogger logger)
     {
         this.app = app;
         this.cache = cache;
         this.handlers = handlers;
+        this.webSocketHandlers = webSocketHandlers;
         this.config = config;
         this.logger = logger;
     }
@@ -60,7 +62,8 @@ internal sealed class StreamingServer : IAsyncDisposable
     public string UrlFor(StreamingKind kind, string token) => new Uri(BaseUrl, $"{PathOf(kind)}/{token}").ToString();
 
     public static async Task<StreamingServer> StartAsync(StreamingSection config, StreamingRequestCache cache,
-        IReadOnlyDictionary<StreamingKind, IStreamingHandler> handlers, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+        IReadOnlyDictionary<StreamingKind, IStreamingHandler> handlers, ILoggerFactory loggerFactory, CancellationToken cancellationToken,
+        IReadOnlyDictionary<StreamingKind, IWebSocketStreamingHandler>? webSocketHandlers = null)
     {
         if (!IPEndPoint.TryParse(config.Address, out var endpoint))
             throw new StartupException($"streaming.address '{config.Address}' is not an IP address and port such as 127.0.0.1:0");
@@ -83,7 +86,10 @@ internal sealed class StreamingServer : IAsyncDisposable
             kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(30);
         });
         var app = builder.Build();
-        var server = new StreamingServer(app, cache, handlers, config, loggerFactory.CreateLogger("streaming"));
+        var server = new StreamingServer(app, cache, handlers, webSocketHandlers ?? new Dictionary<StreamingKind, IWebSocketStreamingHandler>(),
+            config, loggerFactory.CreateLogger("streaming"));
+        // Pings keep NATs and proxies from dropping a quiet session; the idle timeout counts data messages only.
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
         app.Map("/{kind}/{token}", server.HandleAsync);
         try
         {
@@ -152,7 +158,13 @@ internal sealed class StreamingServer : IAsyncDisposable
         var request = cache.Consume(token, kind.Value);
         if (request == null)
         {
+            StreamingMetrics.Reject(kind.Value, TransportOf(context));
             await PlainAsync(context, StatusCodes.Status404NotFound, $"streaming token not found: it is unknown, already used or older than {StreamingRequestCache.DefaultTtl.TotalSeconds:0} s; call {kind} again for a new URL").ConfigureAwait(false);
+            return;
+        }
+        if (context.WebSockets.IsWebSocketRequest)
+        {
+            await HandleWebSocketAsync(context, kind.Value, request).ConfigureAwait(false);
             return;
         }
         var upgrade = context.Features.Get<IHttpUpgradeFeature>();
@@ -161,13 +173,15 @@ internal sealed class StreamingServer : IAsyncDisposable
         if (upgrade is not { IsUpgradableRequest: true } || !connection.Contains("upgrade", StringComparison.OrdinalIgnoreCase) ||
             !upgradeTo.Contains("SPDY/3.1", StringComparison.OrdinalIgnoreCase))
         {
-            await PlainAsync(context, StatusCodes.Status400BadRequest, "unable to upgrade: the request needs 'Connection: Upgrade' and 'Upgrade: SPDY/3.1' (WebSocket is not served yet)").ConfigureAwait(false);
+            StreamingMetrics.Reject(kind.Value, "spdy");
+            await PlainAsync(context, StatusCodes.Status400BadRequest, "unable to upgrade: the request needs 'Connection: Upgrade' and 'Upgrade: SPDY/3.1', or a WebSocket upgrade (GET with 'Upgrade: websocket')").ConfigureAwait(false);
             return;
         }
         var serverProtocols = kind == StreamingKind.PortForward ? PortForwardProtocols : RemoteCommandProtocols;
         var (protocol, problem) = Negotiate(context.Request.Headers[ProtocolHeader], serverProtocols);
         if (protocol == null)
         {
+            StreamingMetrics.Reject(kind.Value, "spdy");
             if (problem == null)
             {
                 context.Response.Headers[AcceptedProtocolsHeader] = serverProtocols;
@@ -179,6 +193,7 @@ internal sealed class StreamingServer : IAsyncDisposable
         }
         if (!handlers.TryGetValue(kind.Value, out var handler))
         {
+            StreamingMetrics.Reject(kind.Value, "spdy");
             await PlainAsync(context, StatusCodes.Status501NotImplemented, $"{kind} is not served yet").ConfigureAwait(false);
             return;
         }
@@ -189,18 +204,21 @@ internal sealed class StreamingServer : IAsyncDisposable
         var session = new SpdySession(transport, SpdyRole.Server,
             new SpdySessionOptions { IdleTimeout = TimeSpan.FromSeconds(config.IdleTimeoutSeconds) }, logger);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token, context.RequestAborted);
+        using var tracked = StreamingMetrics.Begin(kind.Value, "spdy");
         await using (session.ConfigureAwait(false))
         {
             session.Start();
             try
             {
                 await handler.ServeAsync(new StreamingConnection(request, protocol, session, TimeSpan.FromSeconds(config.StreamCreationTimeoutSeconds)), linked.Token).ConfigureAwait(false);
+                tracked.Complete();
                 // Let the client close first once it has read everything: closing a socket it still writes to
                 // (a late WINDOW_UPDATE) could reset the connection before it read the last frames.
                 await session.Completion.WaitAsync(TimeSpan.FromSeconds(1), linked.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or TimeoutException or SpdyStreamClosedException or IOException)
             {
+                tracked.Abort();
                 logger.LogDebug("{Kind} streaming connection ended: {Message}", kind, e.Message);
             }
         }
