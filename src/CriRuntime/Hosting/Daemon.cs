@@ -89,13 +89,17 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
-        // The streaming server (its own listener on [streaming] address). Attach and port-forward have no handler
-        // yet: their RPCs answer UNIMPLEMENTED and issue no tokens.
+        // The streaming server (its own listener on [streaming] address). Port-forward has no handler yet: its RPC
+        // answers UNIMPLEMENTED and issues no tokens.
         StreamingServer streaming;
         try
         {
             streaming = await StreamingServer.StartAsync(config.Streaming, app.Services.GetRequiredService<StreamingRequestCache>(),
-                new Dictionary<StreamingKind, IStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>() },
+                new Dictionary<StreamingKind, IStreamingHandler>
+                {
+                    [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>(),
+                    [StreamingKind.Attach] = app.Services.GetRequiredService<AttachHandler>(),
+                },
                 app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None).ConfigureAwait(false);
             app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
         }
@@ -165,6 +169,7 @@ internal static class Daemon
         services.AddSingleton(_ => new StreamingRequestCache());
         services.AddSingleton<StreamingEndpoint>();
         services.AddSingleton<ExecHandler>();
+        services.AddSingleton<AttachHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)
