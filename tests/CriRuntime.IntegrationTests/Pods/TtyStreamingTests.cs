@@ -79,7 +79,7 @@ public sealed class TtyStreamingTests(RegistryFixture registry, ITestOutputHelpe
         }
 
         // v2 has no resize stream: the exec still runs on a terminal.
-        var v2 = await Runtime.ExecAsync(new ExecRequest { ContainerId = id, Cmd = { "tty" }, Tty = true, Stdout = true });
+        var v2 = await Runtime.ExecAsync(new ExecRequest { ContainerId = id, Cmd = { "sh", "-c", "tty" }, Tty = true, Stdout = true });
         var v2Upgrade = await SpdyStreamingClient.ConnectAsync(v2.Url, ["v2.channel.k8s.io"], timeout.Token);
         await using (var session = v2Upgrade.Session!)
         {
