@@ -28,11 +28,11 @@ fi
 # Specs that cannot pass here, each with its reason. ginkgo matches these regexes against the full spec text.
 skip_names=(
   'public image with digest should be pulled and removed'
-  'Streaming runtime should support streaming interfaces runtime should support (exec with tty=true|attach|portforward)'
+  'Streaming runtime should support streaming interfaces runtime should support portforward'
 )
 skip_reasons=(
   'pinned to a digest only the upstream registry serves (gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2...): no offline stand-in can have that digest'
-  'exec with a tty, Attach and PortForward (3 specs): not served yet; they answer UNIMPLEMENTED (exec without a tty runs)'
+  'PortForward: not served yet; it answers UNIMPLEMENTED (exec with and without a tty and attach run)'
 )
 
 report_dir="${CRITEST_REPORT_DIR:-$repo/_output/critest}"
