@@ -106,6 +106,32 @@ public sealed unsafe partial class PseudoTerminal : IDisposable
         }
     }
 
+    /// <summary>
+    /// Sets the window size of the terminal that <paramref name="pid"/> has as stdin, stdout or stderr (through
+    /// /proc/PID/fd, so a terminal in another mount namespace's devpts is reached too); false when none of them is a
+    /// terminal or the process is gone. The kernel then sends SIGWINCH to that terminal's foreground process group.
+    /// </summary>
+    public static bool TrySetWindowSizeOf(int pid, ushort rows, ushort columns)
+    {
+        var size = new WinSize { Rows = rows, Columns = columns };
+        for (int stdio = 0; stdio <= 2; stdio++)
+        {
+            var path = Interop.CString($"/proc/{pid}/fd/{stdio}");
+            int fd;
+            fixed (byte* p = path) fd = open(p, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0) continue;
+            try
+            {
+                if (ioctl(fd, TIOCSWINSZ, &size) == 0) return true;
+            }
+            finally
+            {
+                close(fd);
+            }
+        }
+        return false;
+    }
+
     /// <summary>The current window size (TIOCGWINSZ).</summary>
     public (ushort Rows, ushort Columns) GetWindowSize()
     {
@@ -216,6 +242,7 @@ public sealed unsafe partial class PseudoTerminal : IDisposable
     [LibraryImport(Libc, SetLastError = true)] private static partial int unlockpt(int fd);
     [LibraryImport(Libc)] private static partial int ptsname_r(int fd, byte* buf, nuint len);
     [LibraryImport(Libc, SetLastError = true)] private static partial int open(byte* path, int flags);
+    [LibraryImport(Libc, SetLastError = true)] private static partial int close(int fd);
     [LibraryImport(Libc, SetLastError = true)] private static partial int fcntl(int fd, int cmd, int arg);
     [LibraryImport(Libc, SetLastError = true)] private static partial int tcgetattr(int fd, byte* termios);
     [LibraryImport(Libc, SetLastError = true)] private static partial int tcsetattr(int fd, int action, byte* termios);

@@ -27,7 +27,8 @@ public sealed partial class OciRuntime
     /// container's terminal over a <c>--console-socket</c> when it detaches, and a detached exec's process is no
     /// longer our child, so its exit code could not be had without making the daemon a subreaper. Window sizes are
     /// set on our terminal and the runtime is sent SIGWINCH, on which runc copies the size to the container's
-    /// terminal (and it reads it once when the process has started). Cancellation (the client went away) kills the
+    /// terminal (both runtimes read it once when the process has started), and set on the command's own terminal
+    /// through /proc/PID/fd (crun ignores SIGWINCH in exec). Cancellation (the client went away) kills the
     /// process and its descendants and then throws.
     /// </summary>
     public async Task<int> ExecTerminalAsync(string id, IReadOnlyList<string> cmd, TerminalStdio stdio, CancellationToken ct)
@@ -66,7 +67,7 @@ public sealed partial class OciRuntime
         var output = Task.Factory.StartNew(() => PumpTerminalOutput(terminal, stdio.WriteOutput, pumps.Token),
             pumps.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         var input = PumpTerminalInputAsync(terminal, stdio.ReadStdin, pumps.Token);
-        var resizes = PumpResizesAsync(terminal, stdio.Resizes, runtimeProcess, pumps.Token);
+        var resizes = PumpResizesAsync(terminal, stdio.Resizes, runtimeProcess, pidFile, pumps.Token);
         try
         {
             int status;
@@ -114,14 +115,20 @@ public sealed partial class OciRuntime
             terminal.Write(buffer.AsSpan(0, n), ct);
     }
 
-    private async Task PumpResizesAsync(PseudoTerminal terminal, ChannelReader<TerminalSize>? resizes, SpawnedRuntimeProcess runtimeProcess, CancellationToken ct)
+    private async Task PumpResizesAsync(PseudoTerminal terminal, ChannelReader<TerminalSize>? resizes, SpawnedRuntimeProcess runtimeProcess, string pidFile, CancellationToken ct)
     {
         if (resizes == null) return;
         await foreach (var size in resizes.ReadAllAsync(ct).ConfigureAwait(false))
         {
             terminal.SetWindowSize(size.Height, size.Width);
-            // Our terminal is nobody's controlling terminal, so the kernel signals no one: tell the runtime.
-            if (!runtimeProcess.HasExited) Signals.Kill(runtimeProcess.Pid, Signals.SIGWINCH);
+            // Our terminal is nobody's controlling terminal, so the kernel signals no one: tell the runtime (runc
+            // copies the size on SIGWINCH). crun does not, so the size is also set on the command's own terminal,
+            // reached through its pid (the runtime writes the pid file once the command runs).
+            if (!runtimeProcess.HasExited)
+            {
+                Signals.Kill(runtimeProcess.Pid, Signals.SIGWINCH);
+                if (ReadPidFile(pidFile) is int commandPid) PseudoTerminal.TrySetWindowSizeOf(commandPid, size.Height, size.Width);
+            }
             logger.LogDebug("Exec terminal of {Pid} resized to {Width}x{Height}", runtimeProcess.Pid, size.Width, size.Height);
         }
     }

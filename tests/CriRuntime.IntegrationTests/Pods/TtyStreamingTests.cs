@@ -16,11 +16,13 @@ public sealed class TtyStreamingTests(RegistryFixture registry, ITestOutputHelpe
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
 
-    [Fact]
-    public async Task ExecWithTty_DrivesAShellInteractively_ResizesShowInSttySize_AndReportsTheExitCode()
+    [Theory]
+    [InlineData("runc")]
+    [InlineData("crun")]
+    public async Task ExecWithTty_DrivesAShellInteractively_ResizesShowInSttySize_AndReportsTheExitCode(string handler)
     {
         await StartPodDaemonAsync();
-        var pod = await RunPodAsync("tty-exec");
+        var pod = await RunPodAsync($"tty-exec-{handler}", runtimeHandler: handler);
         string id = await CreateAndStartAsync(pod, "target", ["sleep", "3600"]);
         using var timeout = new CancellationTokenSource(Bound);
 
