@@ -44,8 +44,10 @@ internal static class TerminalResize
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SpdyStreamClosedException or IOException)
+        catch (Exception e)
         {
+            // The connection ended (or its token went with it): no more sizes. Nothing waits on this task.
+            logger.LogDebug("Resize stream ended: {Message}", e.Message);
         }
         finally
         {
