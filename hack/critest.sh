@@ -28,11 +28,9 @@ fi
 # Specs that cannot pass here, each with its reason. ginkgo matches these regexes against the full spec text.
 skip_names=(
   'public image with digest should be pulled and removed'
-  'Streaming runtime should support streaming interfaces runtime should support (exec with tty=true|attach)'
 )
 skip_reasons=(
   'pinned to a digest only the upstream registry serves (gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2...): no offline stand-in can have that digest'
-  'exec with a tty and Attach (2 specs): not served yet; they answer UNIMPLEMENTED (exec without a tty and port-forward run)'
 )
 
 report_dir="${CRITEST_REPORT_DIR:-$repo/_output/critest}"

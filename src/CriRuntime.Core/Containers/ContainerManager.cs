@@ -20,7 +20,7 @@ namespace CriRuntime.Containers;
 /// log and, when it exits, an exit file that <see cref="ExitMonitor"/> turns into the EXITED state.
 /// Because conmon outlives the daemon, a restarted daemon finds its containers still running.
 /// </summary>
-public sealed class ContainerManager : IImagesInUse
+public sealed partial class ContainerManager : IImagesInUse
 {
     private static readonly TimeSpan CgroupKillTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan KillWait = TimeSpan.FromSeconds(10);

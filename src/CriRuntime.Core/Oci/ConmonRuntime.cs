@@ -1,9 +1,10 @@
+using Microsoft.Extensions.Logging;
 using Runtime.V1;
 
 namespace CriRuntime.Oci;
 
 /// <summary>An OCI runtime (runc or crun) whose containers conmon creates and monitors, as CRI-O runs them.</summary>
-public sealed class ConmonRuntime(OciRuntime runtime, Conmon conmon) : IContainerRuntime
+public sealed class ConmonRuntime(OciRuntime runtime, Conmon conmon, ILogger logger) : IContainerRuntime
 {
     public string HandlerName => runtime.HandlerName;
 
@@ -36,6 +37,12 @@ public sealed class ConmonRuntime(OciRuntime runtime, Conmon conmon) : IContaine
 
     public Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct) =>
         runtime.ExecStreamingAsync(id, command, stdio, ct);
+
+    public Task<int> ExecTerminalAsync(string id, IReadOnlyList<string> command, TerminalStdio stdio, CancellationToken ct) =>
+        runtime.ExecTerminalAsync(id, command, stdio, ct);
+
+    public Task AttachAsync(AttachTarget target, AttachStdio stdio, CancellationToken ct) =>
+        ConmonAttach.AttachAsync(target, stdio, logger, ct);
 
     public Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct) =>
         runtime.UpdateResourcesAsync(id, resources, ct);

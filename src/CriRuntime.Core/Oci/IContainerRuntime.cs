@@ -24,7 +24,7 @@ public sealed record RuntimeCreateRequest
 /// <summary>
 /// The low-level runtime the managers drive, as containerd's shim or CRI-O's OCI runtime interface: one per runtime
 /// handler. The managers know nothing of conmon or runc command lines, so they can be tested with a fake of it.
-/// Attach, port forwarding and checkpoint would be added here.
+/// Port forwarding and checkpoint would be added here.
 /// </summary>
 public interface IContainerRuntime
 {
@@ -51,6 +51,12 @@ public interface IContainerRuntime
 
     /// <summary>Runs a command in the container with its stdio streamed through <paramref name="stdio"/>; returns its exit code. Cancellation kills it.</summary>
     Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct);
+
+    /// <summary>Runs a command in the container on a terminal fed and read through <paramref name="stdio"/>; returns its exit code. Cancellation kills it.</summary>
+    Task<int> ExecTerminalAsync(string id, IReadOnlyList<string> command, TerminalStdio stdio, CancellationToken ct);
+
+    /// <summary>Joins the running container's stdio until its output ends (or the client is done, see <see cref="ConmonAttach"/>); cancellation disconnects.</summary>
+    Task AttachAsync(AttachTarget target, AttachStdio stdio, CancellationToken ct);
 
     /// <summary>Applies new resource limits to the container.</summary>
     Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct);

@@ -20,7 +20,7 @@ public sealed class OciRuntimeException(string message) : CriException(CriErrorK
 /// One OCI runtime (runc or crun) driven through its command line. Every call passes
 /// <c>--root StateRoot</c>, so our containers never mix with those of other engines on the node.
 /// </summary>
-public sealed class OciRuntime
+public sealed partial class OciRuntime
 {
     /// <summary>Per-stream cap on what an exec returns; more output is read and dropped so the process never blocks.</summary>
     public const int ExecOutputLimit = 16 * 1024 * 1024;
@@ -130,7 +130,7 @@ public sealed class OciRuntime
             }
             catch (OperationCanceledException)
             {
-                await KillExecAsync(process, pidFile, id).ConfigureAwait(false);
+                await KillExecAsync(new DotNetRuntimeProcess(process), pidFile, id).ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
                 throw new TimeoutException($"timeout {timeout.TotalSeconds:0.###}s exceeded: command {Quote(cmd)} in container {id} did not finish in time and was killed");
             }
@@ -171,7 +171,7 @@ public sealed class OciRuntime
             }
             catch (Exception) when (ct.IsCancellationRequested || process.HasExited is false)
             {
-                await KillExecAsync(process, pidFile, id).ConfigureAwait(false);
+                await KillExecAsync(new DotNetRuntimeProcess(process), pidFile, id).ConfigureAwait(false);
                 throw;
             }
             return process.ExitCode;
@@ -293,7 +293,7 @@ public sealed class OciRuntime
     /// Kills an exec'd process tree (pid from --pid-file), then lets the runtime process that waits for it reap it
     /// and exit, and returns once the killed processes are gone: the caller's next exec must not find them.
     /// </summary>
-    private async Task KillExecAsync(Process runtimeProcess, string pidFile, string id)
+    private async Task KillExecAsync(IRuntimeProcess runtimeProcess, string pidFile, string id)
     {
         // The runtime writes the pid file once the process exists. On a busy node `runc exec` can take longer than a
         // 1 s timeout to get there; killing it then could leave a command starting after we gave up, so wait for it.
@@ -315,10 +315,10 @@ public sealed class OciRuntime
         // runtime first would orphan it: its zombie would go to the node's init or, for a process whose parent is in
         // the container, to the container's init, which (top, sleep, most apps) never reaps, so `pgrep` would still
         // find it. Only a runtime that does not exit on its own is killed.
-        if (pid is null || !await ExitsWithinAsync(runtimeProcess, ExecReapWait).ConfigureAwait(false))
+        if (pid is null || !await runtimeProcess.ExitsWithinAsync(ExecReapWait).ConfigureAwait(false))
         {
-            try { runtimeProcess.Kill(); } catch (InvalidOperationException) { }
-            if (!await ExitsWithinAsync(runtimeProcess, TimeSpan.FromSeconds(10)).ConfigureAwait(false))
+            runtimeProcess.Kill();
+            if (!await runtimeProcess.ExitsWithinAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false))
                 logger.LogWarning("{Runtime} exec for container {Id} did not exit after being killed", HandlerName, id);
         }
         // A descendant whose parent died with it is reparented to the container's init, which reaps it, unless it is
@@ -340,14 +340,35 @@ public sealed class OciRuntime
     /// <summary>How long the container's init gets to reap the killed command's orphaned descendants.</summary>
     private static readonly TimeSpan OrphanReapWait = TimeSpan.FromSeconds(1);
 
-    private static async Task<bool> ExitsWithinAsync(Process process, TimeSpan wait)
+    /// <summary>The runtime process an exec runs under, as <see cref="KillExecAsync"/> needs it.</summary>
+    private interface IRuntimeProcess
     {
-        try
+        bool HasExited { get; }
+
+        Task<bool> ExitsWithinAsync(TimeSpan wait);
+
+        /// <summary>SIGKILL; a process that already exited is fine.</summary>
+        void Kill();
+    }
+
+    private sealed class DotNetRuntimeProcess(Process process) : IRuntimeProcess
+    {
+        public bool HasExited => process.HasExited;
+
+        public async Task<bool> ExitsWithinAsync(TimeSpan wait)
         {
-            await process.WaitForExitAsync(CancellationToken.None).WaitAsync(wait).ConfigureAwait(false);
-            return true;
+            try
+            {
+                await process.WaitForExitAsync(CancellationToken.None).WaitAsync(wait).ConfigureAwait(false);
+                return true;
+            }
+            catch (TimeoutException) { return false; }
         }
-        catch (TimeoutException) { return false; }
+
+        public void Kill()
+        {
+            try { process.Kill(); } catch (InvalidOperationException) { }
+        }
     }
 
     internal static int? ReadPidFile(string path)

@@ -16,8 +16,11 @@ public sealed class RuntimeHandlers : IContainerRuntimes
         DefaultHandler = config.Runtime.DefaultHandler;
         runtimes = config.Runtime.Handlers.ToDictionary(
             h => h.Key,
-            h => (IContainerRuntime)new ConmonRuntime(
-                new OciRuntime(h.Key, h.Value.Path, Path.Combine(config.State, "runtime", h.Key), loggers.CreateLogger($"CriRuntime.Oci.{h.Key}")), conmon),
+            h =>
+            {
+                var logger = loggers.CreateLogger($"CriRuntime.Oci.{h.Key}");
+                return (IContainerRuntime)new ConmonRuntime(new OciRuntime(h.Key, h.Value.Path, Path.Combine(config.State, "runtime", h.Key), logger), conmon, logger);
+            },
             StringComparer.Ordinal);
     }
 

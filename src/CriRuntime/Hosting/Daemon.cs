@@ -105,8 +105,7 @@ internal static class Daemon
             throw new StartupException($"cannot load state from {config.Root}: {e.Message}", e);
         }
 
-        // The streaming server (its own listener on [streaming] address). Attach has no handler yet: its RPC answers
-        // UNIMPLEMENTED and issues no tokens.
+        // The streaming server (its own listener on [streaming] address), with a handler per kind.
         StreamingServer streaming;
         try
         {
@@ -115,6 +114,7 @@ internal static class Daemon
                 {
                     [StreamingKind.Exec] = app.Services.GetRequiredService<ExecHandler>(),
                     [StreamingKind.PortForward] = app.Services.GetRequiredService<PortForwardHandler>(),
+                    [StreamingKind.Attach] = app.Services.GetRequiredService<AttachHandler>(),
                 },
                 app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None,
                 webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>() })
@@ -191,6 +191,7 @@ internal static class Daemon
         services.AddSingleton<ExecHandler>();
         services.AddSingleton<WebSocketExecHandler>();
         services.AddSingleton<PortForwardHandler>();
+        services.AddSingleton<AttachHandler>();
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, CriRuntimeConfig config)

@@ -16,8 +16,6 @@ internal sealed partial class CriRuntimeService
             throw new InvalidArgumentException("one of stdin, stdout or stderr must be true: an exec with no stdio could not be observed");
         if (request.Tty && request.Stderr)
             throw new InvalidArgumentException("tty and stderr cannot both be true: a terminal has one output stream; set stderr false");
-        if (request.Tty)
-            throw new RpcException(new Status(StatusCode.Unimplemented, "exec with a tty is not implemented yet; run without -t (issue #9)"));
         containers.RequireRunningForExec(request.ContainerId);
         var endpoint = context.GetHttpContext().RequestServices.GetRequiredService<StreamingEndpoint>();
         return Task.FromResult(new ExecResponse { Url = endpoint.UrlFor(new StreamingRequest(StreamingKind.Exec, request.Clone())) });

@@ -8,10 +8,11 @@ using Runtime.V1;
 namespace CriRuntime.Streaming;
 
 /// <summary>
-/// Exec over the remote-command protocols (channel.k8s.io v1 to v4), without a tty, as the kubelet's streaming
-/// server serves it: the client opens an error stream and one stream per stdio it asked for; the command runs as
-/// a child of the daemon (<c>runc exec</c>) with stdout and stderr kept apart; on v4 the error stream then
-/// carries a metav1.Status JSON with the exit code, on older versions a message when it is not 0.
+/// Exec over the remote-command protocols (channel.k8s.io v1 to v4), as the kubelet's streaming server serves it:
+/// the client opens an error stream and one stream per stdio it asked for; the command runs as a child of the
+/// daemon (<c>runc exec</c>), without a tty with stdout and stderr kept apart, with a tty on a terminal whose one
+/// output goes to stdout and whose size follows the resize stream (v3, v4); on v4 the error stream then carries a
+/// metav1.Status JSON with the exit code, on older versions a message when it is not 0.
 /// </summary>
 internal sealed class ExecHandler(ContainerManager containers, ILogger<ExecHandler> logger) : IStreamingHandler
 {
@@ -26,14 +27,12 @@ internal sealed class ExecHandler(ContainerManager containers, ILogger<ExecHandl
         var streams = await RemoteCommandStreams.AcceptAsync(connection, request.Stdin, request.Stdout, request.Stderr, request.Tty, gone.Token).ConfigureAwait(false);
         if (streams == null) return;
 
-        var stdio = new ExecStdio(
-            streams.Stdin is { } stdin ? (buffer, ct) => stdin.ReadAsync(buffer, ct) : null,
-            streams.Stdout is { } stdout ? (data, ct) => stdout.WriteAsync(data, ct) : null,
-            streams.Stderr is { } stderr ? (data, ct) => stderr.WriteAsync(data, ct) : null);
         int exitCode;
         try
         {
-            exitCode = await containers.ExecStreamingAsync(request.ContainerId, request.Cmd, stdio, gone.Token).ConfigureAwait(false);
+            exitCode = request.Tty
+                ? await containers.ExecTerminalAsync(request.ContainerId, request.Cmd, streams.TerminalStdio(logger, gone.Token), gone.Token).ConfigureAwait(false)
+                : await containers.ExecStreamingAsync(request.ContainerId, request.Cmd, streams.ExecStdio(), gone.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ICriError && !gone.IsCancellationRequested)
         {
@@ -154,6 +153,18 @@ internal sealed class RemoteCommandStreams
             Resize = byType.GetValueOrDefault("resize"),
         };
     }
+
+    /// <summary>The streams as a command's stdio without a terminal.</summary>
+    public ExecStdio ExecStdio() => new(
+        Stdin is { } stdin ? (buffer, ct) => stdin.ReadAsync(buffer, ct) : null,
+        Stdout is { } stdout ? (data, ct) => stdout.WriteAsync(data, ct) : null,
+        Stderr is { } stderr ? (data, ct) => stderr.WriteAsync(data, ct) : null);
+
+    /// <summary>The streams as a terminal's: stdin in, the one output to stdout, window sizes from the resize stream.</summary>
+    public TerminalStdio TerminalStdio(ILogger logger, CancellationToken cancellationToken) => new(
+        Stdin is { } stdin ? (buffer, ct) => stdin.ReadAsync(buffer, ct) : null,
+        Stdout is { } stdout ? (data, ct) => stdout.WriteAsync(data, ct) : null,
+        TerminalResize.Start(Resize, logger, cancellationToken));
 
     /// <summary>Finishes stdout and stderr, reports <paramref name="status"/> on the error stream and finishes it.</summary>
     public async Task FinishAsync(RemoteCommandStatus status, CancellationToken cancellationToken)

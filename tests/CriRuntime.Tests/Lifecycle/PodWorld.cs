@@ -95,6 +95,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime, IContainerRuntim
     public Task<int> ExecStreamingAsync(string id, IReadOnlyList<string> command, ExecStdio stdio, CancellationToken ct) =>
         throw new NotSupportedException("the lifecycle tests do not exec");
 
+    public Task<int> ExecTerminalAsync(string id, IReadOnlyList<string> command, TerminalStdio stdio, CancellationToken ct) =>
+        throw new NotSupportedException("the lifecycle tests do not exec");
+
+    public Task AttachAsync(AttachTarget target, AttachStdio stdio, CancellationToken ct) =>
+        throw new NotSupportedException("the lifecycle tests do not attach");
+
     public Task UpdateResourcesAsync(string id, LinuxContainerResources resources, CancellationToken ct) =>
         throw new NotSupportedException("not used by these tests");
 
