@@ -573,7 +573,7 @@ public sealed class ContainerManager : IImagesInUse
             {
                 try
                 {
-                    if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+                    Files.RemoveTree(dir); // iterative: a container may have made a tree deeper than PATH_MAX
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
