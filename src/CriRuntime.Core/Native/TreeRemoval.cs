@@ -7,12 +7,16 @@ namespace CriRuntime.Native;
 
 /// <summary>
 /// A tree could not be removed completely because mount points were found inside it. They were not
-/// crossed: each is left in place with the directories above it, everything else is gone.
+/// crossed: each is left in place with the directories above it, everything else is gone. FailedPrecondition:
+/// something still mounted inside must be unmounted first.
 /// </summary>
 public sealed class MountPointsInTreeException(string tree, IReadOnlyList<string> mountPoints, long count)
     : IOException($"removing {tree}: left {count} mount point(s) in place and the directories above them " +
                   $"({string.Join(", ", mountPoints)}{(count > mountPoints.Count ? ", ..." : "")}); unmount them and remove it again")
+    , ICriError
 {
+    public CriErrorKind ErrorKind => CriErrorKind.FailedPrecondition;
+
     public string Tree { get; } = tree;
 
     /// <summary>The first mount points found (at most <see cref="TreeRemoval.ReportedMountPoints"/>).</summary>
