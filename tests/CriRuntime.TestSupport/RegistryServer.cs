@@ -21,6 +21,12 @@ public sealed class RegistryServerOptions
     public int? Port { get; set; }
     /// <summary>Keep the temp dir on dispose (for post-mortem of a failing test).</summary>
     public bool KeepWorkDir { get; set; }
+    /// <summary>Serve another registry's storage (read it; pushing stays with that registry) instead of a fresh one.</summary>
+    public string? StorageDir { get; set; }
+    /// <summary>Require bearer tokens from this token server (distribution's token auth).</summary>
+    public TokenServer? TokenAuth { get; set; }
+    /// <summary>The service name this registry announces in its challenge (with <see cref="TokenAuth"/>).</summary>
+    public string TokenService { get; set; } = "registry-test";
 }
 
 /// <summary>
@@ -97,7 +103,17 @@ public sealed class RegistryServer : IAsyncDisposable
                 var port = options.Port ?? FreePort();
                 var logPath = Path.Combine(workDir, "registry.log");
                 var configPath = Path.Combine(workDir, "config.yml");
-                await File.WriteAllTextAsync(configPath, Config(Path.Combine(workDir, "storage"), port, htpasswdPath), ct);
+                await File.WriteAllTextAsync(configPath, Config(options.StorageDir ?? Path.Combine(workDir, "storage"), port, htpasswdPath), ct);
+                if (options.TokenAuth is { } tokens)
+                    await File.AppendAllTextAsync(configPath, $$"""
+                        auth:
+                          token:
+                            realm: {{tokens.Realm}}
+                            service: {{options.TokenService}}
+                            issuer: {{TokenServer.Issuer}}
+                            rootcertbundle: {{tokens.RootCertBundle}}
+
+                        """, ct);
                 File.AppendAllText(logPath, $"--- criruntime-testsupport: starting on port {port} (attempt {attempt})\n");
 
                 // sh only sets up the redirection, then exec's the registry (same pid), so the log gets

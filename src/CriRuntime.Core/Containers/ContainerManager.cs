@@ -622,7 +622,7 @@ public sealed partial class ContainerManager : IImagesInUse
             {
                 try
                 {
-                    if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+                    Files.RemoveTree(dir); // iterative: a container may have made a tree deeper than PATH_MAX
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {

@@ -108,6 +108,7 @@ public sealed class ImageManager
         var stopwatch = Stopwatch.StartNew();
         var resolved = await registry.ResolveAsync(reference, platform, credentials, cancellationToken).ConfigureAwait(false);
         var manifest = resolved.Manifest;
+        ImageLimits.CheckLayerCount(reference, manifest.Layers.Count);
 
         var configBytes = blobs.Exists(manifest.Config.Digest)
             ? await blobs.ReadAsync(manifest.Config.Digest, cancellationToken).ConfigureAwait(false)
@@ -118,7 +119,7 @@ public sealed class ImageManager
             throw new InvalidImageException(
                 $"image {reference} is invalid: its manifest lists {manifest.Layers.Count} layers but its config lists {diffIds.Count} diff ids");
 
-        var chainIds = Enumerable.Range(0, diffIds.Count).Select(i => LayerStore.ChainId(diffIds, i)).ToList();
+        var chainIds = LayerStore.ChainIds(diffIds);
         Digest id = manifest.Config.Digest;
         var blobDigests = new[] { resolved.TopDigest, resolved.ManifestDigest, id }.Distinct().ToList();
         var leased = chainIds.Concat(blobDigests).ToList();

@@ -209,9 +209,11 @@ public static unsafe class Files
 
     /// <summary>
     /// Deletes a file or a whole tree without following any symlink inside it (device nodes,
-    /// whiteouts and read-only directories included). False when nothing was there.
+    /// whiteouts and read-only directories included), iteratively and fd-relative, so depth and path
+    /// length do not matter; a mount point inside is left in place and reported with
+    /// <see cref="MountPointsInTreeException"/> (see <see cref="TreeRemoval"/>). False when nothing was there.
     /// </summary>
-    public static bool RemoveTree(string path)
+    public static bool RemoveTree(string path, Action<FileStatus>? removed = null)
     {
         path = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
         string? parent = Path.GetDirectoryName(path);
@@ -219,7 +221,7 @@ public static unsafe class Files
         SafeFileHandle dir;
         try { dir = OpenDirectory(parent); }
         catch (NativeException e) when (e.Errno is Errno.ENOENT) { return false; }
-        using (dir) return FilesAt.RemoveTree(dir, Path.GetFileName(path), path);
+        using (dir) return FilesAt.RemoveTree(dir, Path.GetFileName(path), path, removed);
     }
 
     internal static SafeFileHandle Open(string path, int flags, string call)

@@ -206,27 +206,10 @@ public static unsafe class FilesAt
         name is null ? $"/proc/self/fd/{Files.Fd(dir)}" : $"/proc/self/fd/{Files.Fd(dir)}/{name}";
 
     /// <summary>Removes <paramref name="name"/> and, if it is a directory, everything below it, never
-    /// following symlinks. False when it did not exist.</summary>
+    /// following symlinks or crossing a mount point, iteratively (<see cref="TreeRemoval"/>). False when it did not exist.</summary>
     /// <param name="removed">Called with the status of each file and directory removed.</param>
-    public static bool RemoveTree(SafeFileHandle dir, string name, string? display = null, Action<FileStatus>? removed = null)
-    {
-        var st = TryStat(dir, name, display);
-        if (st is null) return false;
-        if (!st.Value.IsDirectory)
-        {
-            Unlink(dir, name, directory: false, display);
-            removed?.Invoke(st.Value);
-            return true;
-        }
-        using (var sub = OpenDirectory(dir, name, display))
-        {
-            foreach (var child in ListDirectory(sub))
-                RemoveTree(sub, child, display is null ? null : display + "/" + child, removed);
-        }
-        Unlink(dir, name, directory: true, display);
-        removed?.Invoke(st.Value);
-        return true;
-    }
+    public static bool RemoveTree(SafeFileHandle dir, string name, string? display = null, Action<FileStatus>? removed = null) =>
+        TreeRemoval.Remove(dir, name, display, removed);
 
     /// <summary>Entry names of an open directory (without . and ..).</summary>
     public static List<string> ListDirectory(SafeFileHandle dir)

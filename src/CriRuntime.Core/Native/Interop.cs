@@ -46,6 +46,30 @@ internal static unsafe partial class Interop
 
     internal const uint RENAME_NOREPLACE = 1;
 
+    [LibraryImport(Libc, EntryPoint = "statx", SetLastError = true)]
+    internal static partial int statx(int dirfd, byte* path, int flags, uint mask, Statx* buf);
+
+    internal const uint STATX_BASIC_STATS = 0x7ff;
+    internal const ulong STATX_ATTR_MOUNT_ROOT = 0x2000;
+
+    /// <summary>struct statx (linux/stat.h), 256 bytes on every architecture.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 256)]
+    internal struct Statx
+    {
+        public uint stx_mask;
+        public uint stx_blksize;
+        public ulong stx_attributes;
+        public uint stx_nlink;
+        public uint stx_uid;
+        public uint stx_gid;
+        public ushort stx_mode;
+        public ushort spare0;
+        public ulong stx_ino;
+        public ulong stx_size;
+        public ulong stx_blocks;
+        public ulong stx_attributes_mask;
+    }
+
     /// <summary>struct statfs on 64-bit Linux (x86-64, arm64).</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct StatFs

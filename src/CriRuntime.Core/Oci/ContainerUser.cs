@@ -90,7 +90,7 @@ public static class ContainerUser
     {
         string? hostPath = RootfsPath.Resolve(rootfs, containerPath);
         if (hostPath is null || Files.TryLstat(hostPath) is not { Type: FileType.RegularFile }) yield break;
-        foreach (string raw in File.ReadLines(hostPath))
+        foreach (string raw in ImageTextFile.ReadLines(hostPath, containerPath))
         {
             string line = raw.Trim();
             if (line.Length == 0 || line.StartsWith('#')) continue;

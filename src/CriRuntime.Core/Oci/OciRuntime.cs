@@ -22,8 +22,9 @@ public sealed class OciRuntimeException(string message) : CriException(CriErrorK
 /// </summary>
 public sealed partial class OciRuntime
 {
-    /// <summary>Per-stream cap on what an exec returns; more output is read and dropped so the process never blocks.</summary>
-    public const int ExecOutputLimit = 16 * 1024 * 1024;
+    /// <summary>Per-stream cap on what an exec keeps while reading; more output is read and dropped so the process never
+    /// blocks. Both streams together are then cut to one gRPC message (<see cref="ExecOutputBudget"/>).</summary>
+    public const int ExecOutputLimit = ExecOutputBudget.MaxOutputBytes;
 
     private const int CommandOutputLimit = 1024 * 1024;
     private readonly ILogger logger;
@@ -136,7 +137,10 @@ public sealed partial class OciRuntime
             }
             if (process.ExitCode == 255 && ExecStartFailure.FromRuntimeLog(HandlerName, id, cmd[0], ReadHead(logFile, ExecStartFailure.MaxLogBytes)) is { } failure)
                 throw failure;
-            return new ExecResult(await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false), process.ExitCode);
+            var (keptOut, keptErr, truncated) = ExecOutputBudget.Fit(await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
+            if (truncated)
+                logger.LogWarning("exec in container {Id}: output over {Limit} bytes was truncated, as the CRI API allows", id, ExecOutputBudget.MaxOutputBytes);
+            return new ExecResult(keptOut, keptErr, process.ExitCode);
         }
         finally
         {

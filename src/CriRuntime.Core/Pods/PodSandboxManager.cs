@@ -346,7 +346,7 @@ public sealed class PodSandboxManager
         {
             // Never delete through a mount that is still there.
             if (Mounts.IsMountPoint(Path.Combine(dir, "shm"))) throw new IOException("its shm is still mounted");
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            Files.RemoveTree(dir);
         });
         return problems;
     }

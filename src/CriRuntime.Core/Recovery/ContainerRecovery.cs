@@ -66,7 +66,7 @@ public sealed class ContainerRecovery(ContainerManager containers, PodSandboxMan
             logger.LogWarning("Removing leftover container directory {Dir}", dir);
             try
             {
-                Directory.Delete(dir, recursive: true);
+                Files.RemoveTree(dir);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -199,8 +199,18 @@ public sealed class LayerStore
         }, CancellationToken.None);
     }
 
-    /// <summary>The OCI chain ID of layer <paramref name="index"/>: ChainID(L0) = DiffID(L0),
+    /// <summary>The OCI chain IDs of all layers: ChainID(L0) = DiffID(L0),
     /// ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).</summary>
+    public static IReadOnlyList<Digest> ChainIds(IReadOnlyList<Digest> diffIds)
+    {
+        // Each chain ID extends the one before: one hash per layer, not one walk from the bottom per layer.
+        var chainIds = new List<Digest>(diffIds.Count);
+        for (int i = 0; i < diffIds.Count; i++)
+            chainIds.Add(i == 0 ? diffIds[0] : Digest.Sha256($"{chainIds[i - 1]} {diffIds[i]}"));
+        return chainIds;
+    }
+
+    /// <summary>The OCI chain ID of layer <paramref name="index"/> alone (<see cref="ChainIds"/> for all of them).</summary>
     public static Digest ChainId(IReadOnlyList<Digest> diffIds, int index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
@@ -243,6 +253,8 @@ public sealed class LayerStore
                     // before its digest can be checked. Read it to the end first, so a verifying
                     // wrapper reports what really happened (a corrupt download) rather than its symptom.
                     await compressed.CopyToAsync(Stream.Null, token).ConfigureAwait(false);
+                    if (e is LayerLimitExceededException)
+                        throw new LayerLimitExceededException($"layer {diffId} (chain {chainId}) is refused: {e.Message}");
                     if (e is InvalidDataException or FormatException or EndOfStreamException or ZstdSharp.ZstdException)
                         throw new InvalidLayerException($"layer {diffId} is not a valid compressed tar archive: {e.Message}", e);
                     throw;

@@ -45,6 +45,9 @@ public sealed class LayerUnpacker(ILogger? logger = null)
 
     private readonly ILogger logger = logger ?? NullLogger.Instance;
 
+    /// <summary>Entries accepted in one layer (lowered by tests).</summary>
+    internal long MaxEntries { get; init; } = LayerLimits.MaxEntries;
+
     /// <summary>
     /// Unpacks <paramref name="tar"/> (already decompressed) into <paramref name="targetDir"/>, created
     /// if missing, then reads the stream to its end so a digest computed over it covers every byte.
@@ -66,6 +69,7 @@ public sealed class LayerUnpacker(ILogger? logger = null)
                 ct.ThrowIfCancellationRequested();
                 var entry = await reader.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
                 if (entry is null) break;
+                LayerLimits.CheckEntryCount(filter.EntryHeaders, MaxEntries);
                 if (entry.EntryType != TarEntryType.GlobalExtendedAttributes && ++entries != filter.EntryHeaders)
                     throw new InvalidDataException($"layer tar framing out of step at entry '{entry.Name}'");
                 try
@@ -93,6 +97,7 @@ public sealed class LayerUnpacker(ILogger? logger = null)
     internal static List<string> CleanName(string name, string entry, string what = "")
     {
         if (name.Contains('\0')) throw new UnsafeLayerException(entry, "contains a NUL character");
+        LayerLimits.CheckPath(name, entry, what);
         var parts = new List<string>();
         foreach (var part in name.Split('/'))
         {
@@ -104,6 +109,7 @@ public sealed class LayerUnpacker(ILogger? logger = null)
                 continue;
             }
             parts.Add(part);
+            LayerLimits.CheckComponent(part, parts.Count, entry, what);
         }
         return parts;
     }

@@ -22,7 +22,10 @@ internal sealed partial class CriImageService
         return empty
             ? null
             : new RegistryCredentials(NullIfEmpty(auth.Username), NullIfEmpty(auth.Password), NullIfEmpty(auth.IdentityToken),
-                NullIfEmpty(auth.RegistryToken), NullIfEmpty(auth.Auth));
+                NullIfEmpty(auth.RegistryToken), NullIfEmpty(auth.Auth))
+            {
+                ServerAddress = NullIfEmpty(auth.ServerAddress),
+            };
     }
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;

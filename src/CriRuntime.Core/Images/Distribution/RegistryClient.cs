@@ -17,6 +17,10 @@ namespace CriRuntime.Images.Distribution;
 /// </summary>
 public sealed record RegistryCredentials(string? Username, string? Password, string? IdentityToken, string? RegistryToken, string? Auth)
 {
+    /// <summary>The registry the credentials are for (AuthConfig.server_address); empty means the image's own registry.
+    /// See <see cref="CredentialScope"/>.</summary>
+    public string? ServerAddress { get; init; }
+
     /// <summary>Username and password, from the fields or else decoded from <see cref="Auth"/>.</summary>
     public (string User, string Password)? Basic
     {
@@ -195,7 +199,8 @@ public sealed class RegistryClient : IDisposable
             try
             {
                 var uri = ObjectUri(endpoint, image.Reference, "blobs", blob.Digest.ToString());
-                response = await SendAsync(endpoint, image.Reference.Repository, uri, "*/*", credentials, what, ct).ConfigureAwait(false);
+                response = await SendAsync(endpoint, image.Reference.Repository, uri, "*/*",
+                    CredentialScope.For(credentials, image.Reference.Registry, endpoint), what, ct).ConfigureAwait(false);
                 if (response.Content.Headers.ContentLength is { } length && length != blob.Size)
                     throw new RegistryException(RegistryErrorKind.Invalid,
                         $"{what}: {endpoint.BaseUri} sends {length} bytes, but the manifest says {blob.Size}") { Endpoint = endpoint.BaseUri };
@@ -234,7 +239,8 @@ public sealed class RegistryClient : IDisposable
         Digest? expected, long? expectedSize, string what, RegistryCredentials? credentials, CancellationToken ct)
     {
         var uri = ObjectUri(endpoint, reference, "manifests", objectName);
-        using var response = await SendAsync(endpoint, reference.Repository, uri, string.Join(", ", MediaTypes.ManifestAccept), credentials, what, ct)
+        using var response = await SendAsync(endpoint, reference.Repository, uri, string.Join(", ", MediaTypes.ManifestAccept),
+                CredentialScope.For(credentials, reference.Registry, endpoint), what, ct)
             .ConfigureAwait(false);
         byte[] bytes = await ReadLimitedAsync(response, ManifestParser.MaxManifestBytes, what, endpoint, ct).ConfigureAwait(false);
 
@@ -432,7 +438,7 @@ public sealed class RegistryClient : IDisposable
             // Credentials and configured headers are for the registry only, never for the storage it redirects to.
             bool sameOrigin = Authority(current) == Authority(uri);
             var target = current;
-            var response = await SendWithRetryAsync(client, () =>
+            var response = await SendWithRetryAsync(ClientForOtherOrigin(client, uri, target), () =>
             {
                 var request = new HttpRequestMessage(HttpMethod.Get, target);
                 request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
@@ -550,6 +556,12 @@ public sealed class RegistryClient : IDisposable
             $"{what}: {endpoint.BaseUri} asks for a bearer token but names no realm to get it from") { Endpoint = endpoint.BaseUri };
         if (!Uri.TryCreate(realm, UriKind.Absolute, out var realmUri) || realmUri.Scheme is not ("https" or "http"))
             throw new RegistryException(RegistryErrorKind.Invalid, $"{what}: {endpoint.BaseUri} names an invalid token realm '{realm}'") { Endpoint = endpoint.BaseUri };
+        // Credentials and tokens must not travel in clear from a registry spoken to over TLS; a registry that is
+        // plain HTTP (by hosts.toml, or on loopback) already sends them in clear, so its realm may be HTTP too.
+        if (realmUri.Scheme == "http" && endpoint.BaseUri.Scheme == "https")
+            throw new RegistryException(RegistryErrorKind.Invalid,
+                $"{what}: {endpoint.BaseUri} names a plain HTTP token realm {realmUri.GetLeftPart(UriPartial.Path)}; a registry served over HTTPS must name an HTTPS realm (refused so that credentials and tokens are not sent in clear)")
+            { Endpoint = endpoint.BaseUri };
         string? service = challenge["service"];
         var scopes = new List<string> { $"repository:{repository}:pull" };
         foreach (var extra in (challengeScope ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries))
@@ -560,7 +572,7 @@ public sealed class RegistryClient : IDisposable
         while (true)
         {
             var entry = tokens.GetOrAdd(key, _ => new Lazy<Task<CachedToken>>(() =>
-                FetchTokenAsync(client, endpoint, realmUri, service, scopes, credentials, what)));
+                FetchTokenAsync(ClientForOtherOrigin(client, endpoint.BaseUri, realmUri), endpoint, realmUri, service, scopes, credentials, what)));
             var task = entry.Value;
             if (task.IsCompletedSuccessfully && (task.Result.Expires <= time.GetUtcNow() || task.Result.Token == rejected))
             {
@@ -710,6 +722,21 @@ public sealed class RegistryClient : IDisposable
     private static string Authority(Uri uri) => $"{uri.Scheme}://{uri.Host}:{uri.Port}";
 
     // ---- TLS ----
+
+    /// <summary>
+    /// The endpoint's client for its own host:port, a default one (system trust, no client certificate, no
+    /// skip_verify) for any other: hosts.toml's TLS settings are for the host they are written for, not for the
+    /// token server or blob storage it sends us to.
+    /// </summary>
+    private HttpClient ClientForOtherOrigin(HttpClient endpointClient, Uri endpointUri, Uri target)
+    {
+        if (string.Equals(HostPort(endpointUri), HostPort(target), StringComparison.OrdinalIgnoreCase)) return endpointClient;
+        var origin = new Uri(target.GetLeftPart(UriPartial.Authority));
+        return ClientFor(new RegistryEndpoint(origin, CanPull: true, CanResolve: true, SkipVerify: false, CaFiles: [], ClientCerts: [],
+            Headers: new Dictionary<string, IReadOnlyList<string>>(), IsMirror: false));
+    }
+
+    private static string HostPort(Uri uri) => $"{uri.Host}:{uri.Port}";
 
     private HttpClient ClientFor(RegistryEndpoint endpoint)
     {
