@@ -17,6 +17,7 @@ PACKAGES=(
   umoci skopeo    # images made and pushed by tools other than ours: the crictl lifecycle test; TarFramingTests
                   # (Debian's umoci 0.4.7 "insert" writes a layer without tar end blocks)
   gcc libc6-dev      # gcc -static: the small helpers in the critest stand-in images (hack/critest.sh)
+  criu               # CheckpointContainer (runc/crun checkpoint hand the work to CRIU)
 )
 
 if [[ $(id -u) -ne 0 ]]; then
