@@ -50,7 +50,7 @@ public static class ConfigLoader
     private static readonly string[] HandlerKeys = ["path"];
     private static readonly string[] AddressKeys = ["address"];
     private static readonly string[] CdiKeys = ["spec_dirs"];
-    private static readonly string[] StreamingKeys = ["address", "idle_timeout_seconds", "stream_creation_timeout_seconds", "tls_cert_file", "tls_key_file"];
+    private static readonly string[] StreamingKeys = ["address", "idle_timeout", "stream_creation_timeout", "tls_cert_file", "tls_key_file"];
 
     /// <summary>What <c>[runtime] image_volumes</c> accepts.</summary>
     public static IReadOnlyList<string> ImageVolumesModes { get; } = ["copy", "mkdir", "ignore"];
@@ -308,8 +308,9 @@ public static class ConfigLoader
                     section.Address = address;
                     break;
                 }
-                case "idle_timeout_seconds": section.IdleTimeoutSeconds = doc.Int(table, p, key, value, 1, int.MaxValue / 1000); break;
-                case "stream_creation_timeout_seconds": section.StreamCreationTimeoutSeconds = doc.Int(table, p, key, value, 1, 3600); break;
+                // Go durations ("4h", "30s"), the kubelet's and containerd's spelling of the same timeouts.
+                case "idle_timeout": section.IdleTimeout = Duration(doc, table, p, key, value, TimeSpan.FromDays(365)); break;
+                case "stream_creation_timeout": section.StreamCreationTimeout = Duration(doc, table, p, key, value, TimeSpan.FromHours(1)); break;
                 // Both TLS files or neither: checked when the streaming server starts (it names both keys).
                 case "tls_cert_file":
                 {
@@ -354,6 +355,16 @@ public static class ConfigLoader
     /// Why <paramref name="address"/> is not <c>IP:port</c> (null when it is). Only IP literals: the daemon binds
     /// these without resolving names, so a host name would pass here and fail at startup.
     /// </summary>
+    /// <summary>A Go duration string from 1 s to <paramref name="max"/>.</summary>
+    private static TimeSpan Duration(TomlDocument doc, TomlTable table, string prefix, string key, object value, TimeSpan max)
+    {
+        string text = doc.String(table, prefix, key, value);
+        if (GoDuration.Parse(text, out string? problem) is not { } duration) throw doc.Error(table, prefix, key, $"is '{Echo.Of(text)}', which {problem}");
+        if (duration < TimeSpan.FromSeconds(1) || duration > max)
+            throw doc.Error(table, prefix, key, $"is '{text}', but must be from 1s to {GoDuration.Format(max)}");
+        return duration;
+    }
+
     internal static string? ValidateAddress(string address)
     {
         if (address.Length == 0) return "it is empty; write IP:port, for example 127.0.0.1:10010";

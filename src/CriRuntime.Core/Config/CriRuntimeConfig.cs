@@ -106,11 +106,11 @@ public sealed class StreamingSection
     /// <summary><c>[streaming] address</c>: host:port of the exec/attach/port-forward server (port 0 picks one).</summary>
     public string Address { get; set; } = "127.0.0.1:0";
 
-    /// <summary><c>[streaming] idle_timeout_seconds</c>: a streaming connection with no traffic this long is closed (the kubelet's 4 h).</summary>
-    public int IdleTimeoutSeconds { get; set; } = 4 * 3600;
+    /// <summary><c>[streaming] idle_timeout</c>: a streaming connection with no traffic this long is closed (the kubelet's 4h).</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromHours(4);
 
-    /// <summary><c>[streaming] stream_creation_timeout_seconds</c>: how long a client has to open the streams it asked for (the kubelet's 30 s).</summary>
-    public int StreamCreationTimeoutSeconds { get; set; } = 30;
+    /// <summary><c>[streaming] stream_creation_timeout</c>: how long a client has to open the streams it asked for (the kubelet's 30s).</summary>
+    public TimeSpan StreamCreationTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary><c>[streaming] tls_cert_file</c>: PEM certificate (chain) to serve HTTPS with; "" serves plain HTTP.</summary>
     public string TlsCertFile { get; set; } = "";

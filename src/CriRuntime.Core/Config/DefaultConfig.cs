@@ -88,13 +88,15 @@ public static class DefaultConfig
         }
 
         w.Section("streaming", "The exec / attach / port-forward streaming server the kubelet redirects to",
-            "(SPDY/3.1 over an HTTP/1.1 upgrade; Exec, Attach and PortForward answer UNIMPLEMENTED until they are wired to it).");
+            "(SPDY/3.1 over an HTTP/1.1 upgrade, or WebSocket v5.channel.k8s.io for exec without a tty).");
         w.Key("address", config.Streaming.Address,
             "IP:port it listens on; port 0 picks a free port. Use [::1]:port for IPv6.");
-        w.Key("idle_timeout_seconds", config.Streaming.IdleTimeoutSeconds,
-            "A streaming connection with no traffic in either direction for this long is closed (the kubelet's 4 h).");
-        w.Key("stream_creation_timeout_seconds", config.Streaming.StreamCreationTimeoutSeconds,
-            "How long a client has, once upgraded, to open the streams it asked for (the kubelet's 30 s).");
+        w.Key("idle_timeout", GoDuration.Format(config.Streaming.IdleTimeout),
+            "A streaming connection with no traffic in either direction for this long is closed (the kubelet's 4h).",
+            "A Go duration: \"4h\", \"90m\", \"1h30m\".");
+        w.Key("stream_creation_timeout", GoDuration.Format(config.Streaming.StreamCreationTimeout),
+            "How long a client has, once upgraded, to open the streams it asked for (the kubelet's 30s).",
+            "A Go duration: \"30s\", \"1m\".");
         w.Key("tls_cert_file", config.Streaming.TlsCertFile,
             "PEM certificate (chain) to serve HTTPS with; set together with tls_key_file. \"\" serves plain HTTP.");
         w.Key("tls_key_file", config.Streaming.TlsKeyFile,

@@ -53,7 +53,7 @@ internal sealed partial class StreamingServer
         try
         {
             await handler.ServeAsync(new WebSocketStreamingConnection(request, protocol.Length == 0 ? ChannelProtocols.V1 : protocol, socket,
-                TimeSpan.FromSeconds(config.IdleTimeoutSeconds)), linked.Token).ConfigureAwait(false);
+                config.IdleTimeout), linked.Token).ConfigureAwait(false);
             tracked.Complete();
         }
         catch (Exception e) when (e is OperationCanceledException or WebSocketException or IOException)

@@ -202,7 +202,7 @@ internal sealed partial class StreamingServer : IAsyncDisposable
         context.Response.Headers.Upgrade = "SPDY/3.1";
         var transport = await upgrade.UpgradeAsync().ConfigureAwait(false);
         var session = new SpdySession(transport, SpdyRole.Server,
-            new SpdySessionOptions { IdleTimeout = TimeSpan.FromSeconds(config.IdleTimeoutSeconds) }, logger);
+            new SpdySessionOptions { IdleTimeout = config.IdleTimeout }, logger);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token, context.RequestAborted);
         using var tracked = StreamingMetrics.Begin(kind.Value, "spdy");
         await using (session.ConfigureAwait(false))
@@ -210,7 +210,7 @@ internal sealed partial class StreamingServer : IAsyncDisposable
             session.Start();
             try
             {
-                await handler.ServeAsync(new StreamingConnection(request, protocol, session, TimeSpan.FromSeconds(config.StreamCreationTimeoutSeconds)), linked.Token).ConfigureAwait(false);
+                await handler.ServeAsync(new StreamingConnection(request, protocol, session, config.StreamCreationTimeout), linked.Token).ConfigureAwait(false);
                 tracked.Complete();
                 // Let the client close first once it has read everything: closing a socket it still writes to
                 // (a late WINDOW_UPDATE) could reset the connection before it read the last frames.

@@ -132,7 +132,7 @@ public sealed class PortForwardTests(RegistryFixture registry, ITestOutputHelper
     [Fact]
     public async Task PortForward_Rpc_ChecksThePodAndThePorts_AndALonePairTimesOut()
     {
-        await StartPodDaemonAsync("\n[streaming]\nstream_creation_timeout_seconds = 2\n");
+        await StartPodDaemonAsync("\n[streaming]\nstream_creation_timeout = \"2s\"\n");
         var pod = await RunPodAsync("pf-rpc");
 
         await ExpectErrorAsync(StatusCode.InvalidArgument, "PortForward without a pod id",

@@ -104,6 +104,7 @@ public class ConfigTests
                 var t when t == typeof(string) && path.EndsWith("image_volumes") => ("\"ignore\"", "ignore"),
                 var t when t == typeof(string) => ("\"/changed/path\"", "/changed/path"),
                 var t when t == typeof(int) => ("7", 7),
+                var t when t == typeof(TimeSpan) => ("\"7s\"", TimeSpan.FromSeconds(7)),
                 var t when t == typeof(List<string>) => ("[\"/changed/one\"]", new List<string> { "/changed/one" }),
                 // The opposite of the default, whichever it is.
                 var t when t == typeof(bool) => (bool)property.GetValue(owner(new CriRuntimeConfig()))! ? ("false", (object)false) : ("true", true),
