@@ -125,7 +125,11 @@ public static unsafe class FilesAt
     }
 
     /// <summary>fstatat(AT_SYMLINK_NOFOLLOW), or null when <paramref name="name"/> does not exist.</summary>
-    public static FileStatus? TryStat(SafeFileHandle dir, string name, string? display = null)
+    public static FileStatus? TryStat(SafeFileHandle dir, string name, string? display = null) =>
+        TryStat(dir, name, () => display ?? name);
+
+    /// <summary>As above; the name for a message is only built on failure (deep tree walks).</summary>
+    public static FileStatus? TryStat(SafeFileHandle dir, string name, Func<string> display)
     {
         var n = Interop.CString(name);
         stat st;
@@ -135,7 +139,7 @@ public static unsafe class FilesAt
         }
         int errno = Marshal.GetLastPInvokeError();
         GC.KeepAlive(dir);
-        return errno == Errno.ENOENT ? null : throw new NativeException("fstatat", display ?? name, errno);
+        return errno == Errno.ENOENT ? null : throw new NativeException("fstatat", display(), errno);
     }
 
     /// <summary>fchownat(AT_SYMLINK_NOFOLLOW): a symlink's own owner is changed.</summary>

@@ -148,18 +148,7 @@ public static unsafe class TreeRemoval
     }
 
     /// <summary>fstatat(AT_SYMLINK_NOFOLLOW), null when gone; the path for a message is only built on failure.</summary>
-    private static FileStatus? TryStat(SafeFileHandle dir, string name, Func<string> display)
-    {
-        var n = Interop.CString(name);
-        stat st;
-        fixed (byte* pn = n)
-        {
-            if (LibC.fstatat(Files.Fd(dir), pn, &st, LibC.AT_SYMLINK_NOFOLLOW) == 0) return Files.Convert(st);
-        }
-        int errno = Marshal.GetLastPInvokeError();
-        GC.KeepAlive(dir);
-        return errno == Errno.ENOENT ? null : throw new NativeException("fstatat", display(), errno);
-    }
+    private static FileStatus? TryStat(SafeFileHandle dir, string name, Func<string> display) => FilesAt.TryStat(dir, name, display);
 
     private static SafeFileHandle OpenChecked(SafeFileHandle dir, string name, FileStatus expected, string display)
     {
