@@ -53,6 +53,8 @@ else
     fi
   fi
   # The umask the systemd unit sets (UMask=0077): what the daemon makes without an explicit mode is its own.
+  # The log names pods, containers and images: root's alone, like the state it describes.
+  (umask 077 && touch /var/log/criruntime.log) && chmod 600 /var/log/criruntime.log
   (umask 077 && exec setsid nohup /usr/local/bin/criruntime --config /etc/criruntime/config.toml) >>/var/log/criruntime.log 2>&1 </dev/null &
   echo $! >"$pidfile"
   how="background process $(cat "$pidfile") (log: /var/log/criruntime.log, pid file: $pidfile)"
