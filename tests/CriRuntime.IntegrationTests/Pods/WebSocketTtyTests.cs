@@ -37,6 +37,10 @@ public sealed class WebSocketTtyTests(RegistryFixture registry, ITestOutputHelpe
         var screen = new WebSocketScreen(socket, timeout.Token);
 
         await socket.SendAsync(Ws.Resize, Encoding.ASCII.GetBytes("{\"Width\":100,\"Height\":40}\n"), timeout.Token);
+        // The first size races the command's start (it is set on the running terminal when it comes later), so
+        // the shell is asked only once it is up and the size had time to land, as a person typing would.
+        await screen.WaitForAsync("# ", Output);
+        await Task.Delay(200, timeout.Token);
         await socket.SendAsync(Ws.Stdin, Encoding.ASCII.GetBytes("stty size; tty\n"), timeout.Token);
         await screen.WaitForAsync("40 100", Output);
         await screen.WaitForAsync("/dev/pts/", Output);
