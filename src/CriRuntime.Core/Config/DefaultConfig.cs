@@ -88,7 +88,7 @@ public static class DefaultConfig
         }
 
         w.Section("streaming", "The exec / attach / port-forward streaming server the kubelet redirects to",
-            "(SPDY/3.1 over an HTTP/1.1 upgrade, or WebSocket v5.channel.k8s.io for exec without a tty).");
+            "(SPDY/3.1 over an HTTP/1.1 upgrade, or WebSocket v5.channel.k8s.io for exec and attach).");
         w.Key("address", config.Streaming.Address,
             "IP:port it listens on; port 0 picks a free port. Use [::1]:port for IPv6.");
         w.Key("idle_timeout", GoDuration.Format(config.Streaming.IdleTimeout),

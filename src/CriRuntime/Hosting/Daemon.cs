@@ -117,7 +117,12 @@ internal static class Daemon
                     [StreamingKind.Attach] = app.Services.GetRequiredService<AttachHandler>(),
                 },
                 app.Services.GetRequiredService<ILoggerFactory>(), CancellationToken.None,
-                webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler> { [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>() })
+                // Port-forward has no WebSocket handler: its upgrade is refused (501) before the handshake, so clients fall back to SPDY.
+                webSocketHandlers: new Dictionary<StreamingKind, IWebSocketStreamingHandler>
+                {
+                    [StreamingKind.Exec] = app.Services.GetRequiredService<WebSocketExecHandler>(),
+                    [StreamingKind.Attach] = app.Services.GetRequiredService<WebSocketAttachHandler>(),
+                })
                 .ConfigureAwait(false);
             app.Services.GetRequiredService<StreamingEndpoint>().Server = streaming;
         }
@@ -190,6 +195,7 @@ internal static class Daemon
         services.AddSingleton<StreamingEndpoint>();
         services.AddSingleton<ExecHandler>();
         services.AddSingleton<WebSocketExecHandler>();
+        services.AddSingleton<WebSocketAttachHandler>();
         services.AddSingleton<PortForwardHandler>();
         services.AddSingleton<AttachHandler>();
     }

@@ -154,6 +154,11 @@ internal sealed partial class StreamingServer : IAsyncDisposable
             await PlainAsync(context, StatusCodes.Status404NotFound, $"no such streaming endpoint '/{kindText}'; the Exec, Attach and PortForward RPCs return the URLs to use").ConfigureAwait(false);
             return;
         }
+        // A WebSocket upgrade this server would refuse is refused before the token is looked at, so the token
+        // stays good for the SPDY request a falling-back client (client-go's FallbackExecutor) makes next.
+        WebSocketUpgrade? webSocket = null;
+        if (context.WebSockets.IsWebSocketRequest && (webSocket = await NegotiateWebSocketAsync(context, kind.Value).ConfigureAwait(false)) == null)
+            return;
         // Consumed before anything else, so a token is used once whatever happens next.
         var request = cache.Consume(token, kind.Value);
         if (request == null)
@@ -162,9 +167,9 @@ internal sealed partial class StreamingServer : IAsyncDisposable
             await PlainAsync(context, StatusCodes.Status404NotFound, $"streaming token not found: it is unknown, already used or older than {StreamingRequestCache.DefaultTtl.TotalSeconds:0} s; call {kind} again for a new URL").ConfigureAwait(false);
             return;
         }
-        if (context.WebSockets.IsWebSocketRequest)
+        if (webSocket != null)
         {
-            await HandleWebSocketAsync(context, kind.Value, request).ConfigureAwait(false);
+            await HandleWebSocketAsync(context, kind.Value, request, webSocket).ConfigureAwait(false);
             return;
         }
         var upgrade = context.Features.Get<IHttpUpgradeFeature>();

@@ -6,7 +6,8 @@ using CriRuntime.Streaming.Spdy;
 namespace CriRuntime.Streaming;
 
 /// <summary>
-/// The resize stream of an exec or attach with a tty (v3 and v4 channel protocols): the client writes one JSON
+/// The resize stream of an exec or attach with a tty (v3 and v4 channel protocols over SPDY, channel 4 over
+/// WebSocket): the client writes one JSON
 /// object per window size, <c>{"Width":W,"Height":H}</c>, back to back (client-go's json.Encoder, so usually
 /// newline-separated), and the kubelet reads them with a json.Decoder until it fails. The same here: each object
 /// is bounded, names are matched without regard to case (as Go's decoder does), and anything that is not such an
@@ -18,22 +19,29 @@ internal static class TerminalResize
     private const int Pending = 8;
 
     /// <summary>Starts reading <paramref name="stream"/> (null: no resize stream) into a channel that completes when the stream ends.</summary>
-    public static ChannelReader<TerminalSize>? Start(SpdyStream? stream, ILogger logger, CancellationToken cancellationToken)
+    public static ChannelReader<TerminalSize>? Start(SpdyStream? stream, ILogger logger, CancellationToken cancellationToken) =>
+        stream == null ? null : Start((buffer, ct) => stream.ReadAsync(buffer, ct), logger, cancellationToken);
+
+    /// <summary>
+    /// The same for any byte source (a WebSocket's resize channel): <paramref name="read"/> returns 0 when the
+    /// client is done sending sizes.
+    /// </summary>
+    public static ChannelReader<TerminalSize> Start(Func<Memory<byte>, CancellationToken, ValueTask<int>> read, ILogger logger, CancellationToken cancellationToken)
     {
-        if (stream == null) return null;
         var channel = Channel.CreateBounded<TerminalSize>(new BoundedChannelOptions(Pending) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true, SingleWriter = true });
-        _ = PumpAsync(stream, channel.Writer, logger, cancellationToken);
+        _ = PumpAsync(read, channel.Writer, logger, cancellationToken);
         return channel.Reader;
     }
 
-    private static async Task PumpAsync(SpdyStream stream, ChannelWriter<TerminalSize> sizes, ILogger logger, CancellationToken cancellationToken)
+    private static async Task PumpAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> read, ChannelWriter<TerminalSize> sizes, ILogger logger,
+        CancellationToken cancellationToken)
     {
         var decoder = new TerminalSizeDecoder();
         var buffer = new byte[1024];
         try
         {
             int n;
-            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            while ((n = await read(buffer, cancellationToken).ConfigureAwait(false)) > 0)
             {
                 foreach (var size in decoder.Feed(buffer.AsSpan(0, n)))
                     sizes.TryWrite(size);
