@@ -118,18 +118,53 @@ public sealed partial class OciRuntime
     private async Task PumpResizesAsync(PseudoTerminal terminal, ChannelReader<TerminalSize>? resizes, SpawnedRuntimeProcess runtimeProcess, string pidFile, CancellationToken ct)
     {
         if (resizes == null) return;
-        await foreach (var size in resizes.ReadAllAsync(ct).ConfigureAwait(false))
+        // A size can come while the runtime starts, before runc has its SIGWINCH handler: then the signal is lost and
+        // the command would keep the old size until the next resize. So once the command runs (the runtime writes
+        // the pid file), the latest size is also set on its own terminal. Sizes are applied under the gate, so the
+        // last one set is the last one sent.
+        var gate = new Lock();
+        TerminalSize? latest = null;
+        int? commandPid = null;
+        var started = Task.Run(async () =>
         {
-            terminal.SetWindowSize(size.Height, size.Width);
-            // Our terminal is nobody's controlling terminal, so the kernel signals no one: tell the runtime (runc
-            // copies the size on SIGWINCH). crun does not, so the size is also set on the command's own terminal,
-            // reached through its pid (the runtime writes the pid file once the command runs).
-            if (!runtimeProcess.HasExited)
+            var deadline = DateTime.UtcNow + ExecPidFileWait;
+            while (!runtimeProcess.HasExited && DateTime.UtcNow < deadline)
             {
-                Signals.Kill(runtimeProcess.Pid, Signals.SIGWINCH);
-                if (ReadPidFile(pidFile) is int commandPid) PseudoTerminal.TrySetWindowSizeOf(commandPid, size.Height, size.Width);
+                if (ReadPidFile(pidFile) is int pid)
+                {
+                    lock (gate)
+                    {
+                        commandPid = pid;
+                        if (latest is { } size) PseudoTerminal.TrySetWindowSizeOf(pid, size.Height, size.Width);
+                    }
+                    return;
+                }
+                await Task.Delay(20, ct).ConfigureAwait(false);
             }
-            logger.LogDebug("Exec terminal of {Pid} resized to {Width}x{Height}", runtimeProcess.Pid, size.Width, size.Height);
+        }, ct);
+        try
+        {
+            await foreach (var size in resizes.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                terminal.SetWindowSize(size.Height, size.Width);
+                // Our terminal is nobody's controlling terminal, so the kernel signals no one: tell the runtime (runc
+                // copies the size on SIGWINCH). crun does not, so the size is also set on the command's own terminal,
+                // reached through its pid.
+                if (!runtimeProcess.HasExited)
+                {
+                    Signals.Kill(runtimeProcess.Pid, Signals.SIGWINCH);
+                    lock (gate)
+                    {
+                        latest = size;
+                        if (commandPid is int pid) PseudoTerminal.TrySetWindowSizeOf(pid, size.Height, size.Width);
+                    }
+                }
+                logger.LogDebug("Exec terminal of {Pid} resized to {Width}x{Height}", runtimeProcess.Pid, size.Width, size.Height);
+            }
+        }
+        finally
+        {
+            try { await started.ConfigureAwait(false); } catch (OperationCanceledException) { }
         }
     }
 
