@@ -136,7 +136,7 @@ public sealed class Conmon
             }
             var (pid, message) = ParseSync(line);
             if (pid <= 0)
-                throw new OciRuntimeException($"{request.Runtime.HandlerName} create {request.Id} failed: {(string.IsNullOrWhiteSpace(message) ? "no error text" : OciRuntime.Bounded(message.Trim()))}{Hint(message)}" +
+                throw (message is null ? null : ExecStartFailure.FromCreateError(request.Runtime.HandlerName, request.Id, message)) ?? new OciRuntimeException($"{request.Runtime.HandlerName} create {request.Id} failed: {(string.IsNullOrWhiteSpace(message) ? "no error text" : OciRuntime.Bounded(message.Trim()))}{Hint(message)}" +
                     (outputOverflowed ? $" (its error output passed the {PipeCapacity / 1024} KiB conmon holds while the runtime runs, so it was stopped; a value in the container config is probably far too long)" : ""));
 
             int conmonPid = OciRuntime.ReadPidFile(Path.Combine(request.BundleDir, ConmonPidFileName))

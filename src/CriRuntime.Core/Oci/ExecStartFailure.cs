@@ -23,19 +23,33 @@ public static class ExecStartFailure
         string? error = FirstError(runtimeLog);
         if (error is null) return null;
         string said = OciRuntime.Bounded(error);
+        return Classify(error, $"executable '{Preview(executable)}'", containerId, handler, said)
+            ?? new OciRuntimeException($"{handler} exec in container {containerId} failed before '{Preview(executable)}' ran: {said}");
+    }
+
+    /// <summary>
+    /// The error for a create whose runtime could not start the container's process (<paramref name="error"/> is
+    /// what it said), or null when the error is of another kind. The process is the config's command and args, or the
+    /// image's entrypoint and cmd; the same mistake as in an exec gets the same code.
+    /// </summary>
+    public static Exception? FromCreateError(string handler, string containerId, string error) =>
+        // runc's create error reaches us in logrus text form (msg="... exec: \"x\": ..."): its quotes escaped.
+        Classify(error.Replace("\\\"", "\"", StringComparison.Ordinal), "the container's executable (args[0] of its process: the config's command/args, else the image's entrypoint/cmd)",
+            containerId, handler, OciRuntime.Bounded(error.Trim()));
+
+    private static Exception? Classify(string error, string what, string containerId, string handler, string said)
+    {
         // runc: `exec: "x": executable file not found in $PATH`, `stat /x: no such file or directory`;
         // crun: "executable file `x` not found in $PATH: No such file or directory".
         bool runcExec = error.Contains("exec: \"", StringComparison.Ordinal);
         if (error.Contains("executable file", StringComparison.Ordinal) && error.Contains("not found", StringComparison.Ordinal)
             || runcExec && error.Contains(": stat ", StringComparison.Ordinal) && error.Contains("no such file or directory", StringComparison.OrdinalIgnoreCase))
-            return new NotFoundException(
-                $"executable '{Preview(executable)}' was not found in container {containerId} (looked up in its PATH when not a path); {handler} said: {said}");
+            return new NotFoundException($"{what} was not found in container {containerId} (looked up in its PATH when not a path); {handler} said: {said}");
         // runc: `exec: "/etc": permission denied`; crun: "open executable: Permission denied" or "Operation not permitted".
         if (runcExec && error.Contains("permission denied", StringComparison.OrdinalIgnoreCase)
             || error.Contains("open executable:", StringComparison.Ordinal))
-            return new FailedPreconditionException(
-                $"'{Preview(executable)}' in container {containerId} cannot be executed (a directory, or not executable); {handler} said: {said}");
-        return new OciRuntimeException($"{handler} exec in container {containerId} failed before '{Preview(executable)}' ran: {said}");
+            return new FailedPreconditionException($"{what} in container {containerId} cannot be executed (a directory, or not executable); {handler} said: {said}");
+        return null;
     }
 
     /// <summary>The message of the first error-level line of a runc/crun JSON log; lines that are not JSON are skipped.</summary>

@@ -172,6 +172,41 @@ public sealed class ContainerValidationTests(RegistryFixture registry, ITestOutp
         await AssertNothingLeftAsync([pod], [id], []);
     }
 
+    [Theory]
+    [InlineData("runc")]
+    [InlineData("crun")]
+    public async Task CreateContainer_whose_executable_is_missing_is_NotFound_and_leaves_nothing(string handler)
+    {
+        // A fuzz finding: args alone replace the image's cmd, so ["0", ...] names no executable; the runtime's
+        // create fails, and that was UNKNOWN. The same mistake in ExecSync is NOT_FOUND.
+        await StartPodDaemonAsync();
+        var pod = await RunPodAsync($"create-missing-{handler}", runtimeHandler: handler);
+        var byArgs = await CreateExpectingAsync(pod, StatusCode.NotFound, "args naming no executable", c =>
+        {
+            c.Command.Clear();
+            c.Args.Clear();
+            c.Args.Add(["0", "1"]);
+        });
+        Assert.Contains("executable", byArgs.Status.Detail);
+        await CreateExpectingAsync(pod, StatusCode.NotFound, "a command path that does not exist", c =>
+        {
+            c.Command.Clear();
+            c.Command.Add("/usr/bin/no-such-executable");
+        });
+        await CreateExpectingAsync(pod, StatusCode.FailedPrecondition, "a directory as the command", c =>
+        {
+            c.Command.Clear();
+            c.Command.Add("/etc");
+        });
+
+        // The name is free again: the same config with a real command works.
+        string id = await CreateAndStartAsync(pod, "refused", ["sleep", "3600"]);
+        await WaitForStateAsync(id, ContainerState.ContainerRunning);
+        await StopPodAsync(pod.Id);
+        await RemovePodAsync(pod.Id);
+        await AssertNothingLeftAsync([pod], [id], []);
+    }
+
     /// <summary>A busybox CreateContainer changed by <paramref name="configure"/> that must fail with <paramref name="expected"/>, quickly, creating no container.</summary>
     private async Task<RpcException> CreateExpectingAsync(TestPod pod, StatusCode expected, string what, Action<ContainerConfig> configure)
     {

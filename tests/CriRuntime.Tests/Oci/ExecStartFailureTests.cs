@@ -39,4 +39,27 @@ public sealed class ExecStartFailureTests
     [InlineData("{\"level\":\"error\",\"msg\":")]
     public void Without_an_error_line_the_exit_code_is_the_commands(string log) =>
         Assert.Null(ExecStartFailure.FromRuntimeLog("runc", "c1", "x", log));
+
+    [Theory]
+    // What conmon passes on from a failed `runc create` / `crun create`.
+    [InlineData("runc create failed: unable to start container process: exec: \"0\": executable file not found in $PATH", typeof(NotFoundException))]
+    [InlineData("runc create failed: unable to start container process: exec: \"/x\": stat /x: no such file or directory", typeof(NotFoundException))]
+    [InlineData("executable file `0` not found in $PATH: No such file or directory", typeof(NotFoundException))]
+    [InlineData("runc create failed: unable to start container process: exec: \"/etc\": permission denied", typeof(FailedPreconditionException))]
+    // As conmon passes it on: runc's logrus text line, quotes escaped.
+    [InlineData("time=\"2026-12-03T18:21:18Z\" level=error msg=\"runc create failed: unable to start container process: exec: \\\"/etc\\\": permission denied\"", typeof(FailedPreconditionException))]
+    [InlineData("time=\"t\" level=error msg=\"runc create failed: unable to start container process: exec: \\\"/x\\\": stat /x: no such file or directory\"", typeof(NotFoundException))]
+    public void A_create_whose_process_cannot_start_gets_the_execs_code(string error, Type expected)
+    {
+        var e = ExecStartFailure.FromCreateError("runc", "c1", error);
+        Assert.IsType(expected, e);
+        Assert.Contains("container c1", e!.Message);
+        Assert.Contains("executable", e.Message);
+    }
+
+    [Theory]
+    [InlineData("runc create failed: unable to start container process: chdir to cwd (\"/etc/passwd\") set in config.json failed: not a directory")]
+    [InlineData("runc create failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/x: permission denied")]
+    public void Other_create_errors_are_not_classified(string error) =>
+        Assert.Null(ExecStartFailure.FromCreateError("runc", "c1", error));
 }
