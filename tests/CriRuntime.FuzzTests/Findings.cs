@@ -27,6 +27,8 @@ public sealed class Findings(FuzzRun run)
             "the container's process could not be started (a command the image lacks): only the runtime can know, at start"),
         ("CreateContainer", StatusCode.Unknown, new(@"error during container init: mkdir \S+: not a directory"),
             "working_dir names a file in the container's view (the image's files under the mounts the runtime makes, such as /proc/self/status): only the runtime sees that view; containerd answers UNKNOWN too"),
+        ("CreateContainer", StatusCode.Unknown, new(@"error during container init: can't (make \\?""\S+\\?"" read-only|mask \S+)"),
+            "a readonly or masked path names something in the container's view the runtime cannot remount (such as /proc/self/fd/0): only the runtime sees that view; containerd answers UNKNOWN too"),
     ];
 
     /// <summary>The daemon's (and Kestrel's) default limit on one request.</summary>

@@ -153,10 +153,16 @@ public sealed class ExecStressTests(RegistryFixture registry, ITestOutputHelper 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         string? line = await crictl.StandardOutput.ReadLineAsync(timeout.Token);
         Assert.True(line == "started", $"crictl exec printed '{line}' instead of 'started'; stderr: {(crictl.HasExited ? await errors : "(running)")}");
-        var during = ProcessesIn(procs);
+        // "started" can come before the shell's second child has exec'd its sleep: wait until both run.
+        List<string> during = [];
+        bool running = await EventuallyAsync(() =>
+        {
+            during = ProcessesIn(procs);
+            return Task.FromResult(during.Any(p => p.EndsWith("sleep 1000", StringComparison.Ordinal))
+                && during.Any(p => p.EndsWith("sleep 1001", StringComparison.Ordinal)));
+        }, TimeSpan.FromSeconds(10));
         Output.WriteLine($"during: {string.Join("; ", during)}");
-        Assert.Contains(during, p => p.EndsWith("sleep 1000", StringComparison.Ordinal));
-        Assert.Contains(during, p => p.EndsWith("sleep 1001", StringComparison.Ordinal));
+        Assert.True(running, $"the exec's two sleeps never both ran: {string.Join("; ", during)}");
 
         crictl.Kill();
         await crictl.WaitForExitAsync(timeout.Token);

@@ -187,7 +187,8 @@ public sealed class ConmonRuntimeTests
     {
         await using var ctx = new RuntimeTestContext(runtime);
         string id = ctx.NewId("bad");
-        var e = await Assert.ThrowsAsync<OciRuntimeException>(() => ctx.CreateAsync(id, "/no-such-binary-here", "arg"));
+        // A process that names no executable is the caller's mistake, told apart from other runtime failures.
+        var e = await Assert.ThrowsAsync<NotFoundException>(() => ctx.CreateAsync(id, "/no-such-binary-here", "arg"));
         Assert.Contains("no-such-binary-here", e.Message);
         Assert.Null(await ctx.Runtime.StateAsync(id, default));
         var list = await ctx.Runtime.RunAsync(["list", "--quiet"], null, default);
@@ -199,7 +200,7 @@ public sealed class ConmonRuntimeTests
         Assert.False(File.Exists(Path.Combine(ctx.ExitDir, id)));
         // The same id can be created again afterwards.
         // Nothing stale blocks a second attempt with the same bundle (conmon would refuse an existing ctl FIFO).
-        var retry = await Assert.ThrowsAsync<OciRuntimeException>(() => ctx.Conmon.CreateContainerAsync(new ConmonCreateRequest
+        var retry = await Assert.ThrowsAsync<NotFoundException>(() => ctx.Conmon.CreateContainerAsync(new ConmonCreateRequest
         {
             Id = id, Runtime = ctx.Runtime, BundleDir = ctx.Bundle(id), LogPath = ctx.LogPath(id), ExitDir = ctx.ExitDir,
         }, default));
