@@ -38,6 +38,10 @@ public sealed class TtyStreamingTests(RegistryFixture registry, ITestOutputHelpe
         var screen = new Screen(stdout, timeout.Token);
 
         await resize.WriteAsync(Encoding.ASCII.GetBytes("{\"Width\":100,\"Height\":40}\n"), timeout.Token);
+        // The first size races the command's start (it is set on the running terminal when it comes later, which
+        // interrupts a stty already running), so the shell is asked once it is up and the size had time to land.
+        await screen.WaitForAsync("# ", Output);
+        await Task.Delay(200, timeout.Token);
         await stdin.WriteAsync(Encoding.ASCII.GetBytes("stty size; tty\n"), timeout.Token);
         await screen.WaitForAsync("40 100", Output);
         await screen.WaitForAsync("/dev/pts/", Output);
