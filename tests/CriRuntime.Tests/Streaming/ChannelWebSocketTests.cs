@@ -144,10 +144,11 @@ public sealed class ChannelWebSocketTests : IAsyncLifetime
     {
         using var timeout = new CancellationTokenSource(Wait);
         var (server, client) = await PairAsync(ChannelProtocols.V5);
-        await using var channels = new ChannelWebSocket(server, ChannelProtocols.V5, [ChannelWebSocket.StdinChannel], TimeSpan.FromMilliseconds(600));
+        // An idle timeout 7.5 times the gap between messages, so a loaded test machine cannot make traffic look idle.
+        await using var channels = new ChannelWebSocket(server, ChannelProtocols.V5, [ChannelWebSocket.StdinChannel], TimeSpan.FromMilliseconds(1500));
         channels.Start();
-        // Traffic every 200 ms for 1.5 s keeps it open.
-        for (int i = 0; i < 7; i++)
+        // Traffic every 200 ms for 3 s, twice the timeout, keeps it open.
+        for (int i = 0; i < 15; i++)
         {
             await Task.Delay(200, timeout.Token);
             await Send(client, 0, (byte)'k');
